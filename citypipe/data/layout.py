@@ -1,0 +1,73 @@
+"""The official Cityscapes directory layout and file names, for CitySynth and the real dataset.
+
+    {root}/leftImg8bit/{split}/{city}/{city}_{seq:06d}_{frame:06d}_leftImg8bit.png
+    {root}/gtFine/{split}/{city}/{city}_{seq:06d}_{frame:06d}_gtFine_{labelIds,instanceIds,color}.png
+    {root}/gtFine/{split}/{city}/{city}_{seq:06d}_{frame:06d}_gtFine_polygons.json
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cityscapesscripts.helpers.csHelpers import getCsFileInfo
+
+from citypipe.errors import CitypipeError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One frame of a split: its id ('{city}_{seq}_{frame}') and the paths of its files."""
+
+    split: str
+    city: str
+    frame_id: str
+    image: Path
+    label_ids: Path
+    instance_ids: Path
+    polygons: Path
+
+
+def frame_id(city: str, sequence: int, frame: int) -> str:
+    return f"{city}_{sequence:06d}_{frame:06d}"
+
+
+def image_path(root: Path, split: str, fid: str) -> Path:
+    return Path(root) / "leftImg8bit" / split / fid.split("_")[0] / f"{fid}_leftImg8bit.png"
+
+
+def gt_path(root: Path, split: str, fid: str, kind: str) -> Path:
+    """kind: labelIds, instanceIds, color, polygons (.json), labelTrainIds."""
+    ext = "json" if kind == "polygons" else "png"
+    return Path(root) / "gtFine" / split / fid.split("_")[0] / f"{fid}_gtFine_{kind}.{ext}"
+
+
+def _sample(root: Path, split: str, image: Path) -> Sample:
+    try:
+        info = getCsFileInfo(str(image))
+    except Exception:
+        raise CitypipeError(f"{image}: not a Cityscapes file name (expected {{city}}_{{seq}}_{{frame}}_leftImg8bit.png)") from None
+    fid = f"{info.city}_{info.sequenceNb}_{info.frameNb}"
+    return Sample(split, info.city, fid, image, gt_path(root, split, fid, "labelIds"),
+                  gt_path(root, split, fid, "instanceIds"), gt_path(root, split, fid, "polygons"))
+
+
+def find_samples(root: str | Path, split: str, cities: tuple[str, ...] = ()) -> list[Sample]:
+    """Every frame of `split` (optionally only `cities`), sorted by id; fails on a non-Cityscapes root."""
+    root = Path(root)
+    split_dir = root / "leftImg8bit" / split
+    if not (root / "leftImg8bit").is_dir() or not (root / "gtFine").is_dir():
+        raise CitypipeError(f"{root}: not a Cityscapes data root (expected folders leftImg8bit/ and gtFine/)")
+    if not split_dir.is_dir():
+        raise CitypipeError(f"{split_dir}: missing split folder (expected leftImg8bit/{split}/{{city}}/)")
+    city_dirs = sorted(d for d in split_dir.iterdir() if d.is_dir())
+    if cities:
+        unknown = sorted(set(cities) - {d.name for d in city_dirs})
+        if unknown and len(unknown) == len(set(cities)):
+            raise CitypipeError(f"data.cities: none of {list(cities)} is a city of {split_dir}")
+        city_dirs = [d for d in city_dirs if d.name in cities]
+    samples = [_sample(root, split, p) for d in city_dirs for p in sorted(d.glob("*_leftImg8bit.png"))]
+    if not samples:
+        raise CitypipeError(f"{split_dir}: empty split (no *_leftImg8bit.png under {split}/{{city}}/)")
+    return sorted(samples, key=lambda s: s.frame_id)

@@ -1,0 +1,291 @@
+"""params.yaml -> one frozen dataclass per section, validated on load.
+
+params.yaml is the only place values come from: no field has a default, unknown or missing keys
+are errors that name the key, and each section checks its own ranges.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from citypipe.errors import CitypipeError
+
+Size = tuple[int, int]  # (H, W)
+
+
+def _fail(key: str, expected: str, value: Any) -> None:
+    raise CitypipeError(f"params: {key}: expected {expected}, got {value!r}")
+
+
+def _check_positive(section: str, obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        values = value if isinstance(value, tuple) else (value,)
+        if any(v <= 0 for v in values):
+            _fail(f"{section}.{name}", "a value > 0", value)
+
+
+def _check_range(section: str, obj: Any, name: str, low: float, high: float) -> None:
+    value = getattr(obj, name)
+    if not low <= value <= high:
+        _fail(f"{section}.{name}", f"a value in [{low}, {high}]", value)
+
+
+@dataclass(frozen=True)
+class DataParams:
+    root: str  # a folder in the official Cityscapes layout (leftImg8bit/, gtFine/)
+    cities: tuple[str, ...]  # city filter for every split; empty = all cities
+
+
+@dataclass(frozen=True)
+class DeviceParams:
+    type: Literal["auto", "cpu", "cuda", "mps"]  # auto: cuda > mps > cpu
+    amp: Literal["none", "bf16", "fp16"]  # mixed precision, CUDA only
+    channels_last: bool  # CUDA only
+    cudnn_benchmark: bool
+    compile: bool  # torch.compile the model (CUDA only)
+    num_threads: int  # CPU threads for torch; 0 = torch's default
+
+    def __post_init__(self) -> None:
+        if self.num_threads < 0:
+            _fail("device.num_threads", "a value >= 0", self.num_threads)
+
+
+@dataclass(frozen=True)
+class SynthesizeParams:
+    seed: int
+    height: int
+    width: int
+    train_images: int
+    val_images: int
+    test_images: int
+    train_cities: tuple[str, ...]
+    val_cities: tuple[str, ...]
+    test_cities: tuple[str, ...]
+    workers: int
+
+    def __post_init__(self) -> None:
+        _check_positive("synthesize", self, "height", "width", "train_images", "val_images",
+                        "test_images", "workers")
+        if self.height < 64 or self.width < 64:
+            _fail("synthesize.height/width", "at least 64 pixels", (self.height, self.width))
+        for split in ("train", "val", "test"):
+            if not getattr(self, f"{split}_cities"):
+                _fail(f"synthesize.{split}_cities", "at least one city", [])
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    class_weighting: Literal["none", "inverse_log", "median_frequency"]
+    inverse_log_c: float  # ENet's c in w = 1 / ln(c + p)
+    sample_weighting: Literal["none", "rare_class"]
+    workers: int
+
+    def __post_init__(self) -> None:
+        _check_positive("prepare", self, "workers")
+        if self.inverse_log_c <= 1.0:
+            _fail("prepare.inverse_log_c", "a value > 1", self.inverse_log_c)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    arch: Literal["deeplabv3", "deeplabv3plus"]
+    backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101"]
+    output_stride: Literal[8, 16]
+    pretrained: bool  # ImageNet backbone weights through torchvision's weights API
+    weights_file: str  # a local backbone state dict (torchvision keys); "" = none
+    aux_head: bool  # auxiliary FCN head on layer3
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    seed: int
+    epochs: int
+    batch_size: int
+    base_size: Size  # image size at scale 1.0 before random scaling (H, W)
+    scale_range: tuple[float, float]
+    crop_size: Size
+    hflip: float  # probability
+    photometric: bool
+    optimizer: Literal["sgd", "adamw"]
+    lr: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    backbone_lr_mult: float
+    head_lr_mult: float
+    schedule: Literal["poly", "cosine"]
+    poly_power: float
+    warmup_iters: int
+    warmup_ratio: float  # lr at iteration 0 = lr * warmup_ratio
+    grad_accum_steps: int
+    class_weights: bool  # use prepare-labels' class weights in the loss
+    ohem: bool
+    ohem_thresh: float
+    ohem_min_kept: int
+    aux_weight: float
+    sampler: Literal["weighted", "uniform"]
+    val_every: int
+    workers: int
+
+    def __post_init__(self) -> None:
+        _check_positive("train", self, "epochs", "batch_size", "base_size", "crop_size", "lr",
+                        "scale_range", "grad_accum_steps", "val_every", "backbone_lr_mult",
+                        "head_lr_mult", "ohem_min_kept")
+        for name in ("momentum", "weight_decay", "poly_power", "aux_weight", "warmup_iters", "workers"):
+            if getattr(self, name) < 0:
+                _fail(f"train.{name}", "a value >= 0", getattr(self, name))
+        _check_range("train", self, "hflip", 0.0, 1.0)
+        _check_range("train", self, "warmup_ratio", 0.0, 1.0)
+        _check_range("train", self, "ohem_thresh", 0.0, 1.0)
+        if self.scale_range[0] > self.scale_range[1]:
+            _fail("train.scale_range", "[low, high] with low <= high", list(self.scale_range))
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    split: Literal["val", "train"]
+    mode: Literal["whole", "slide"]
+    size: Size  # network input size for whole-image inference (H, W)
+    crop_size: Size  # sliding window size (H, W), at the original resolution
+    stride: Size
+    hflip: bool  # average with the flipped prediction
+    scales: tuple[float, ...]  # multi-scale averaging, relative to `size` / the original
+    batch_size: int
+    workers: int
+
+    def __post_init__(self) -> None:
+        _check_positive("evaluate", self, "size", "crop_size", "stride", "batch_size", "scales")
+        if not self.scales:
+            _fail("evaluate.scales", "at least one scale", [])
+        if self.workers < 0:
+            _fail("evaluate.workers", "a value >= 0", self.workers)
+
+
+@dataclass(frozen=True)
+class VisualizeParams:
+    num_samples: int
+    seed: int
+    ids: tuple[str, ...]  # explicit '{city}_{seq}_{frame}' ids; overrides num_samples
+    alpha: float  # overlay opacity
+
+    def __post_init__(self) -> None:
+        _check_positive("visualize", self, "num_samples")
+        _check_range("visualize", self, "alpha", 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ExportParams:
+    split: Literal["test", "val"]
+    batch_size: int
+
+    def __post_init__(self) -> None:
+        _check_positive("export", self, "batch_size")
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams
+    device: DeviceParams
+    synthesize: SynthesizeParams
+    prepare: PrepareParams
+    model: ModelParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    visualize: VisualizeParams
+    export: ExportParams
+
+
+def _coerce(key: str, hint: Any, value: Any) -> Any:
+    """Check one YAML value against its annotation; lists become tuples."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        if value not in typing.get_args(hint) or isinstance(value, bool):
+            _fail(key, "one of " + ", ".join(map(repr, typing.get_args(hint))), value)
+        return value
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            _fail(key, "a list", value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(f"{key}[{i}]", args[0], v) for i, v in enumerate(value))
+        if len(value) != len(args):
+            _fail(key, f"a list of {len(args)} values", value)
+        return tuple(_coerce(f"{key}[{i}]", a, v) for i, (a, v) in enumerate(zip(args, value)))
+    if hint is bool:
+        if not isinstance(value, bool):
+            _fail(key, "true or false", value)
+    elif hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(key, "an integer", value)
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _fail(key, "a number", value)
+        return float(value)
+    elif hint is str:
+        if not isinstance(value, str):
+            _fail(key, "a string", value)
+    return value
+
+
+def _build_section(cls: type, name: str, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        _fail(name, "a mapping of keys", raw)
+    hints = typing.get_type_hints(cls)
+    fields = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(fields))
+    missing = [f for f in fields if f not in raw]
+    if unknown:
+        raise CitypipeError(f"params: unknown key {name}.{unknown[0]} (known: {', '.join(fields)})")
+    if missing:
+        raise CitypipeError(f"params: missing key {name}.{missing[0]}")
+    values = {f: _coerce(f"{name}.{f}", hints[f], raw[f]) for f in fields}
+    return cls(**values)
+
+
+def params_from_dict(raw: Any) -> Params:
+    return _build_params(raw)
+
+
+def _build_params(raw: Any) -> Params:
+    if not isinstance(raw, dict):
+        _fail("params", "a mapping of sections", raw)
+    hints = typing.get_type_hints(Params)
+    sections = [f.name for f in dataclasses.fields(Params)]
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise CitypipeError(f"params: unknown section {unknown[0]} (known: {', '.join(sections)})")
+    missing = [s for s in sections if s not in raw]
+    if missing:
+        raise CitypipeError(f"params: missing section {missing[0]}")
+    return Params(**{s: _build_section(hints[s], s, raw[s]) for s in sections})
+
+
+def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+    """Read and validate params.yaml; `overrides` maps 'section.key' to a value (CLI flags)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CitypipeError(f"{path}: file not found (expected the pipeline's params.yaml)") from None
+    except yaml.YAMLError as error:
+        raise CitypipeError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    for dotted, value in (overrides or {}).items():
+        section, key = dotted.split(".", 1)
+        if not isinstance(raw, dict) or not isinstance(raw.get(section), dict):
+            raise CitypipeError(f"params: missing section {section}")
+        raw[section][key] = value
+    try:
+        return _build_params(raw)
+    except CitypipeError as error:
+        raise CitypipeError(f"{path}: {error}") from None
+
+
+def section_dict(section: Any) -> dict[str, Any]:
+    """A section as a plain dict of YAML-friendly values (tuples as lists), e.g. for checkpoints."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(section).items()}

@@ -1,0 +1,28 @@
+"""DVC stage `prepare-labels`: trainId cache, class statistics, class and sample weights."""
+import click
+
+from citypipe.data.prepare import prepare_labels
+from citypipe.data.prepare_outputs import write_prepare_outputs
+from citypipe.params import load_params
+from citypipe.stage import params_option, reports_errors
+
+
+@click.command()
+@params_option
+@click.option("--cache", required=True, type=click.Path(file_okay=False), help="trainId cache folder to write.")
+@click.option("--class-table", required=True, type=click.Path(dir_okay=False))
+@click.option("--class-weights", required=True, type=click.Path(dir_okay=False))
+@click.option("--sample-weights", required=True, type=click.Path(dir_okay=False))
+@reports_errors
+def main(params_path: str, cache: str, class_table: str, class_weights: str, sample_weights: str) -> None:
+    params = load_params(params_path)
+    p = params.prepare
+    results = prepare_labels(params.data.root, cache, params.data.cities, p.workers)
+    frame_ids, counts = results["train"]
+    write_prepare_outputs(counts, frame_ids, p.class_weighting, p.inverse_log_c, p.sample_weighting,
+                          class_table, class_weights, sample_weights)
+    click.echo(f"prepare-labels: {sum(len(ids) for ids, _ in results.values())} label images -> {cache}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""DVC stage `synthesize`: write CitySynth, the embedded Cityscapes-format dataset."""
+import click
+
+from citypipe.data.synth import synthesize
+from citypipe.params import load_params
+from citypipe.stage import params_option, reports_errors
+
+
+@click.command()
+@params_option
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Data root to write.")
+@reports_errors
+def main(params_path: str, out_dir: str) -> None:
+    p = load_params(params_path).synthesize
+    count = synthesize(out_dir, p.seed, p.height, p.width,
+                       {"train": p.train_images, "val": p.val_images, "test": p.test_images},
+                       {"train": p.train_cities, "val": p.val_cities, "test": p.test_cities}, p.workers)
+    click.echo(f"synthesize: wrote {count} frames to {out_dir}")
+
+
+if __name__ == "__main__":
+    main()
