@@ -1,0 +1,75 @@
+"""The `citypipe` command, for work outside DVC: single-image (or folder) inference."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from citypipe.atomic import write_png
+from citypipe.data.dataset import open_image
+from citypipe.errors import CitypipeError
+from citypipe.evaluation.inference import InferenceConfig, predict
+from citypipe.models.checkpoint import load_checkpoint, model_config_from
+from citypipe.models.deeplab import build_model
+from citypipe.stage import reports_errors
+from citypipe.submission import to_label_ids
+from citypipe.training.device import make_runtime
+from citypipe.visualization.panels import overlay
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+@click.group()
+def main() -> None:
+    """citypipe: Cityscapes semantic segmentation (the DVC stages live in dvc.yaml)."""
+
+
+def _inputs(image: Path) -> list[Path]:
+    if image.is_dir():
+        files = sorted(p for p in image.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise CitypipeError(f"{image}: folder has no images ({', '.join(IMAGE_SUFFIXES)})")
+        return files
+    if not image.is_file():
+        raise CitypipeError(f"{image}: no such image or folder")
+    return [image]
+
+
+def _target(output: Path, source: Path, many: bool, suffix: str) -> Path:
+    return output / f"{source.stem}{suffix}.png" if many else output.with_name(f"{output.stem}{suffix}.png")
+
+
+@main.command()
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path))
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="Overlay PNG (a folder for a folder of images).")
+@click.option("--image-size", type=int, nargs=2, default=None, help="Network input size H W (default: the image's own size).")
+@click.option("--mask", type=click.Choice(["none", "trainids", "labelids"]), default="none", show_default=True,
+              help="Also write the mask next to the overlay (*_trainIds.png / *_labelIds.png).")
+@click.option("--device", "device_type", default="auto", show_default=True)
+@click.option("--alpha", type=float, default=0.5, show_default=True)
+@reports_errors
+def infer(image: Path, checkpoint: Path, output: Path, image_size, mask: str, device_type: str, alpha: float) -> None:
+    """Segment IMAGE (a file or a folder of images) and write a colour overlay."""
+    runtime = make_runtime(device_type, "bf16", False, True, 0)
+    state = load_checkpoint(checkpoint)
+    config = model_config_from(state)
+    model = build_model(config)
+    model.load_state_dict(state["model"])
+    model.to(runtime.device).eval()
+    inputs = _inputs(image)
+    many = image.is_dir()
+    for source in inputs:
+        picture = np.array(open_image(source))  # (H, W, 3)
+        size = tuple(image_size) if image_size else picture.shape[:2]
+        tensor = torch.from_numpy(picture).permute(2, 0, 1)[None].to(runtime.device)
+        inference = InferenceConfig("whole", size, size, size, False, (1.0,))
+        train_ids = predict(model, tensor, inference, config.num_classes, runtime.autocast())[0].cpu().numpy()
+        write_png(output / f"{source.stem}_overlay.png" if many else output, overlay(picture, train_ids, alpha))
+        if mask == "trainids":
+            write_png(_target(output, source, many, "_trainIds"), train_ids)
+        elif mask == "labelids":
+            write_png(_target(output, source, many, "_labelIds"), to_label_ids(train_ids))
+    click.echo(f"infer: {len(inputs)} image(s) -> {output}")

@@ -1,0 +1,43 @@
+"""The training sampler: weighted (rare-class images more often) or uniform, split across ranks.
+
+Each epoch draws one global sequence from (seed, epoch), so every rank sees its own slice of the
+same draw, and the draw, with each item's augmentation seed, does not depend on the world size.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+
+class EpochSampler(Sampler):
+    """Yields (sample index, augmentation seed) pairs for this rank."""
+
+    def __init__(self, num_samples: int, weights: torch.Tensor | None, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        self.num_samples, self.weights, self.seed = num_samples, weights, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def global_draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(M,) indices and (M,) seeds, M = num_samples rounded up to a multiple of world_size."""
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        total = -(-self.num_samples // self.world_size) * self.world_size
+        if self.weights is None:
+            order = torch.randperm(self.num_samples, generator=generator)
+            indices = torch.cat([order, order[: total - self.num_samples]])
+        else:
+            indices = torch.multinomial(self.weights.double(), total, replacement=True, generator=generator)
+        seeds = torch.randint(0, 2**62, (total,), generator=generator)
+        return indices, seeds
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        indices, seeds = self.global_draw()
+        for i in range(self.rank, len(indices), self.world_size):
+            yield int(indices[i]), int(seeds[i])
+
+    def __len__(self) -> int:
+        return -(-self.num_samples // self.world_size)

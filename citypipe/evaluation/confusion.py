@@ -1,0 +1,93 @@
+"""A confusion matrix accumulated on the device, and the instance statistics behind iIoU.
+
+Layout: rows = ground-truth trainId, columns = predicted trainId (19 x 19); ground truth 255 is
+left out, exactly as the official evaluator leaves out `ignoreInEval` rows.
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from citypipe.labels import IGNORE_INDEX, NUM_CLASSES, evaluated_labels, label_id_to_train_id_lut
+
+# trainIds of the categories whose classes all have instances (as the official script selects them)
+INSTANCE_CATEGORIES = {"human": (11, 12), "vehicle": (13, 14, 15, 16, 17, 18)}
+
+
+def average_class_sizes() -> torch.Tensor:
+    """(19,) float64: the official average instance size per trainId (0 for stuff classes)."""
+    # the official module sets its constants up when imported: import it only when needed
+    from cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling import args as official_args
+
+    sizes = torch.zeros(NUM_CLASSES, dtype=torch.float64)
+    for label in evaluated_labels():
+        sizes[label.trainId] = official_args.avgClassSize.get(label.name, 0.0)
+    return sizes
+
+
+class ConfusionMatrix:
+    """Accumulates pixel counts and instance statistics on `device`."""
+
+    def __init__(self, device: torch.device | str = "cpu", num_classes: int = NUM_CLASSES) -> None:
+        self.n = num_classes
+        self.device = torch.device(device)
+        self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=self.device)
+        # iIoU sums per trainId and per instance category: weighted true positives and false negatives
+        self.inst_tp = torch.zeros(num_classes, dtype=torch.float64, device=self.device)
+        self.inst_fn = torch.zeros_like(self.inst_tp)
+        self.cat_tp = torch.zeros(len(INSTANCE_CATEGORIES), dtype=torch.float64, device=self.device)
+        self.cat_fn = torch.zeros_like(self.cat_tp)
+        self._avg_size = average_class_sizes().to(self.device)
+        self._train_id_of = torch.as_tensor(label_id_to_train_id_lut(), device=self.device).long()
+        # class -> its instance category (-1: none); 2 lookups per instance instead of per pixel
+        self._category_of = torch.full((num_classes,), -1, dtype=torch.int64, device=self.device)
+        for c, ids in enumerate(INSTANCE_CATEGORIES.values()):
+            self._category_of[list(ids)] = c
+
+    @torch.no_grad()
+    def update(self, target: torch.Tensor, prediction: torch.Tensor) -> None:
+        """target, prediction: (...,) integer trainIds of the same shape; target 255 is ignored."""
+        n = self.n
+        # int32 index math, and ignored pixels land in an extra bin instead of a boolean mask
+        t = target.reshape(-1).to(torch.int32).clamp_(max=n)  # 255 -> n
+        index = t.mul_(n).add_(prediction.reshape(-1).to(torch.int32))
+        counts = torch.bincount(index, minlength=(n + 1) * n)[: n * n]
+        self.mat += counts.view(n, n)
+
+    @torch.no_grad()
+    def update_instances(self, instances: torch.Tensor, prediction: torch.Tensor) -> None:
+        """instances: (H, W) official instanceIds (labelId*1000+k); prediction: (H, W) trainIds.
+
+        Per instance of an evaluated class: tp = its pixels predicted as its class, fn = the rest,
+        both weighted by the official average class size / instance size; the same per category.
+        """
+        mask = instances > 1000
+        ids = instances[mask]
+        if ids.numel() == 0:
+            return
+        lut = self._train_id_of
+        unique, inverse = torch.unique(ids, return_inverse=True)
+        train_id = lut[torch.div(unique, 1000, rounding_mode="floor").long()]  # (I,)
+        keep = train_id < IGNORE_INDEX  # caravan, trailer: ignoreInEval
+        predicted = prediction[mask].long()  # (P,)
+        size = torch.bincount(inverse, minlength=len(unique)).double()
+        correct = (predicted == train_id[inverse]).double()
+        tp = torch.bincount(inverse, weights=correct, minlength=len(unique))
+        category = self._category_of[train_id.clamp(max=self.n - 1)]  # (I,)
+        pred_category = self._category_of[predicted.clamp(max=self.n - 1)]
+        cat_correct = (pred_category == category[inverse]).double()
+        cat_tp = torch.bincount(inverse, weights=cat_correct, minlength=len(unique))
+        tid = train_id[keep]
+        weight = self._avg_size[tid] / size[keep]
+        self.inst_tp.index_add_(0, tid, tp[keep] * weight)
+        self.inst_fn.index_add_(0, tid, (size[keep] - tp[keep]) * weight)
+        has_category = category[keep] >= 0
+        c = category[keep][has_category]
+        self.cat_tp.index_add_(0, c, (cat_tp[keep] * weight)[has_category])
+        self.cat_fn.index_add_(0, c, ((size[keep] - cat_tp[keep]) * weight)[has_category])
+
+    def all_reduce(self) -> None:
+        """Sum the statistics over DDP ranks (no-op without a process group)."""
+        if dist.is_available() and dist.is_initialized():
+            for tensor in (self.mat, self.inst_tp, self.inst_fn, self.cat_tp, self.cat_fn):
+                dist.all_reduce(tensor)

@@ -1,0 +1,79 @@
+"""torchvision ResNet backbones at output stride 16 or 8, with ImageNet weights on request."""
+from __future__ import annotations
+
+import urllib.error
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models
+
+from citypipe.errors import CitypipeError
+
+# name -> (builder, default ImageNet weights enum, channels of layer1, layer3, layer4)
+BACKBONES = {
+    "resnet18": (models.resnet18, models.ResNet18_Weights.IMAGENET1K_V1, 64, 256, 512),
+    "resnet34": (models.resnet34, models.ResNet34_Weights.IMAGENET1K_V1, 64, 256, 512),
+    "resnet50": (models.resnet50, models.ResNet50_Weights.IMAGENET1K_V2, 256, 1024, 2048),
+    "resnet101": (models.resnet101, models.ResNet101_Weights.IMAGENET1K_V2, 256, 1024, 2048),
+}
+
+
+def dilate_layer(layer: nn.Sequential, dilation: int) -> None:
+    """Trade a ResNet stage's stride 2 for dilation, so the output stride stays put.
+
+    torchvision's replace_stride_with_dilation only supports Bottleneck blocks; this works for
+    BasicBlock (ResNet-18/34) too: strided convs get stride 1, every 3x3 conv gets the dilation.
+    """
+    for module in layer.modules():
+        if isinstance(module, nn.Conv2d):
+            if module.stride == (2, 2):
+                module.stride = (1, 1)
+            if module.kernel_size == (3, 3):
+                module.dilation, module.padding = (dilation, dilation), (dilation, dilation)
+
+
+def load_backbone_weights(resnet: nn.Module, name: str, pretrained: bool, weights_file: str) -> None:
+    """ImageNet weights from a local file (torchvision's keys) or through torchvision's weights API."""
+    if weights_file:
+        path = Path(weights_file)
+        if not path.is_file():
+            raise CitypipeError(f"model.weights_file: {path} not found (expected a {name} state dict with torchvision's keys)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    elif pretrained:
+        weights = BACKBONES[name][1]
+        try:
+            state = weights.get_state_dict(progress=True, check_hash=True)
+        except (urllib.error.URLError, OSError, RuntimeError) as error:
+            raise CitypipeError(
+                f"cannot fetch ImageNet weights {weights} ({error}); set model.pretrained: false "
+                f"(or --no-pretrained), or point model.weights_file to a local {name} state dict") from None
+    else:
+        return
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    missing, unexpected = resnet.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        first = (missing or unexpected)[0]
+        raise CitypipeError(f"backbone weights for {name} do not fit: {'missing' if missing else 'unexpected'} key {first}")
+
+
+class ResNetFeatures(nn.Module):
+    """A ResNet without pooling/fc that returns layer1 (stride 4), layer3 and layer4 features."""
+
+    def __init__(self, name: str, output_stride: int, pretrained: bool, weights_file: str) -> None:
+        super().__init__()
+        resnet = BACKBONES[name][0](weights=None)
+        load_backbone_weights(resnet, name, pretrained, weights_file)
+        if output_stride == 8:
+            dilate_layer(resnet.layer3, 2)
+            dilate_layer(resnet.layer4, 4)
+        else:
+            dilate_layer(resnet.layer4, 2)
+        self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
+        self.layer1, self.layer2, self.layer3, self.layer4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        low = self.layer1(self.stem(x))  # (N, C1, H/4, W/4)
+        mid = self.layer3(self.layer2(low))  # (N, C3, H/OS, W/OS)
+        return {"low": low, "aux": mid, "out": self.layer4(mid)}  # out: (N, C4, H/OS, W/OS)

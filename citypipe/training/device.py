@@ -1,0 +1,51 @@
+"""Device selection and the CUDA fast paths (autocast, channels_last, cudnn benchmark)."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from citypipe.errors import CitypipeError
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    amp_dtype: torch.dtype | None  # None: full fp32
+    channels_last: bool
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+
+def resolve_device(kind: str, local_rank: int = 0) -> torch.device:
+    """auto: cuda > mps > cpu. Asking for a device that is not there is an error, not a fallback."""
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise CitypipeError("device.type: cuda requested but no CUDA device is available (use auto or cpu)")
+        return torch.device("cuda", local_rank)
+    if kind == "mps" and not has_mps:
+        raise CitypipeError("device.type: mps requested but MPS is not available (use auto or cpu)")
+    return torch.device(kind)
+
+
+def make_runtime(kind: str, amp: str, channels_last: bool, cudnn_benchmark: bool, num_threads: int,
+                 local_rank: int = 0) -> Runtime:
+    device = resolve_device(kind, local_rank)
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+        return Runtime(device, dtype, channels_last)
+    # CPU and MPS run in fp32: bit-for-bit reproducible metrics on CPU are the contract
+    return Runtime(device, None, False)

@@ -1,0 +1,115 @@
+"""The training loop: one epoch at a time, a checkpoint after each, resumable from `last`.
+
+Every epoch's randomness (sample draw, augmentation seeds, dropout) derives from (seed, epoch), so
+a run killed at any point and restarted from `last` ends with the same weights as one that was
+never interrupted (CPU, same seed).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from citypipe.data.dataset import normalize
+from citypipe.data.sampling import EpochSampler
+from citypipe.errors import CitypipeError
+from citypipe.training.device import Runtime
+from citypipe.training.distributed import DistInfo, all_reduce_mean
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    iteration: int = 0  # optimizer steps taken
+    history: list[dict] = field(default_factory=list)  # one row per epoch
+    best_miou: float = -1.0
+    best_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    epochs: int
+    seed: int
+    grad_accum_steps: int
+    val_every: int
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module,
+                    scaler: torch.amp.GradScaler, runtime: Runtime, grad_accum_steps: int, epoch: int,
+                    state: TrainState, dist_info: DistInfo) -> dict:
+    model.train()
+    total_loss, batches, images_seen = torch.zeros((), device=runtime.device), 0, 0
+    started = time.perf_counter()
+    steps_per_epoch = len(loader) // grad_accum_steps
+    progress = tqdm(total=steps_per_epoch * grad_accum_steps, desc=f"epoch {epoch + 1}", unit="batch",
+                    disable=not dist_info.is_main, leave=False)
+    for step, (images, labels) in enumerate(loader):
+        if step >= steps_per_epoch * grad_accum_steps:
+            break  # a trailing partial accumulation would change the effective batch
+        images = images.to(runtime.device, non_blocking=True)
+        labels = labels.to(runtime.device, non_blocking=True).long()  # (N, h, w)
+        x = normalize(images)  # (N, 3, h, w)
+        if runtime.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        last_micro_step = (step + 1) % grad_accum_steps == 0
+        sync = last_micro_step or not isinstance(model, DistributedDataParallel)
+        with (model.no_sync() if not sync else contextlib.nullcontext()), runtime.autocast():
+            loss = criterion(model(x), labels) / grad_accum_steps
+        scaler.scale(loss).backward() if scaler.is_enabled() else loss.backward()
+        step_loss = all_reduce_mean(loss.detach() * grad_accum_steps, dist_info)
+        if not torch.isfinite(step_loss):
+            raise CitypipeError(f"train: non-finite loss ({float(step_loss)}) at epoch {epoch + 1}, "
+                                f"batch {step + 1}; lower train.lr, or use device.amp: bf16 instead of fp16")
+        if last_micro_step:
+            if scaler.is_enabled():
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            state.iteration += 1
+        total_loss += step_loss
+        batches += 1
+        images_seen += images.shape[0] * dist_info.world_size
+        progress.set_postfix(loss=f"{float(step_loss):.3f}", img_s=f"{images_seen / (time.perf_counter() - started):.1f}")
+        progress.update()
+    progress.close()
+    seconds = time.perf_counter() - started
+    return {"loss": float(total_loss) / max(1, batches), "lr": optimizer.param_groups[-1]["lr"],
+            "seconds": seconds, "images_per_second": images_seen / seconds}
+
+
+def fit(model: nn.Module, train_model: nn.Module, loader: DataLoader, sampler: EpochSampler,
+        optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module,
+        scaler: torch.amp.GradScaler, runtime: Runtime, config: LoopConfig, state: TrainState, dist_info: DistInfo,
+        validate: Callable[[], dict], on_epoch_end: Callable[[TrainState, bool], None]) -> TrainState:
+    """Train from `state.epoch` to `config.epochs`; `model` is the bare module, `train_model` it or its DDP wrapper.
+
+    `validate()` returns scores ({"miou", "pixel_acc", ...}); `on_epoch_end(state, is_best)` saves.
+    """
+    for epoch in range(state.epoch, config.epochs):
+        sampler.set_epoch(epoch)
+        torch.manual_seed(config.seed * 1_000_003 + epoch)  # dropout: a function of (seed, epoch)
+        row = {"epoch": epoch + 1, **train_one_epoch(train_model, loader, optimizer, scheduler, criterion, scaler,
+                                                     runtime, config.grad_accum_steps, epoch, state, dist_info)}
+        is_best = False
+        if (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs:
+            scores = validate()
+            row["val_miou"], row["val_pixel_acc"] = scores["miou"], scores["pixel_acc"]
+            miou = -1.0 if math.isnan(scores["miou"]) else scores["miou"]
+            if miou > state.best_miou:
+                state.best_miou, state.best_epoch, is_best = miou, epoch + 1, True
+        state.epoch = epoch + 1
+        state.history.append(row)
+        on_epoch_end(state, is_best)
+    return state

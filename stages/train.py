@@ -1,0 +1,49 @@
+"""DVC stage `train`: DeepLabV3 / DeepLabV3+ on the trainId cache; resumes from checkpoints/last.pt.
+
+The original train.py flags still work, as overrides of params.yaml (for runs outside DVC).
+Multi-GPU / multi-node: torchrun --nproc_per_node=N stages/train.py ...
+"""
+from pathlib import Path
+
+import click
+
+from citypipe.params import load_params
+from citypipe.stage import params_option, reports_errors
+from citypipe.training.run import TrainPaths, run_training
+
+
+@click.command()
+@params_option
+@click.option("--cache", default="data/trainids", show_default=True)
+@click.option("--class-weights", default="data/class_weights.json", show_default=True)
+@click.option("--sample-weights", default="data/sample_weights.json", show_default=True)
+@click.option("--checkpoints", default="checkpoints", show_default=True)
+@click.option("--plots", default="plots/train", show_default=True)
+@click.option("--metrics", default="metrics/train.json", show_default=True)
+@click.option("--data-root", default=None, help="Override data.root.")
+@click.option("--num-epochs", type=int, default=None, help="Override train.epochs.")
+@click.option("--batch-size", type=int, default=None, help="Override train.batch_size.")
+@click.option("--image-size", type=int, nargs=2, default=None, help="Override train.base_size, crop_size and evaluate.size (H W).")
+@click.option("--device", "device_type", default=None, help="Override device.type (auto, cpu, cuda, mps).")
+@click.option("--grad-accum-steps", type=int, default=None, help="Override train.grad_accum_steps.")
+@click.option("--filter-city", multiple=True, help="Override data.cities (repeatable).")
+@click.option("--no-pretrained", is_flag=True, help="Set model.pretrained false and model.weights_file empty.")
+@reports_errors
+def main(params_path, cache, class_weights, sample_weights, checkpoints, plots, metrics, data_root, num_epochs,
+         batch_size, image_size, device_type, grad_accum_steps, filter_city, no_pretrained) -> None:
+    overrides = {"data.root": data_root, "train.epochs": num_epochs, "train.batch_size": batch_size,
+                 "device.type": device_type, "train.grad_accum_steps": grad_accum_steps,
+                 "data.cities": list(filter_city) if filter_city else None}
+    if image_size:
+        overrides.update({"train.base_size": list(image_size), "train.crop_size": list(image_size),
+                          "evaluate.size": list(image_size)})
+    if no_pretrained:
+        overrides.update({"model.pretrained": False, "model.weights_file": ""})
+    p = load_params(params_path, {k: v for k, v in overrides.items() if v is not None})
+    paths = TrainPaths(Path(cache), Path(class_weights), Path(sample_weights), Path(checkpoints), Path(plots), Path(metrics))
+    state = run_training(p.data, p.model, p.train, p.evaluate, p.device, paths)
+    click.echo(f"train: {state.epoch} epochs, best val mIoU {state.best_miou:.4f} (epoch {state.best_epoch})")
+
+
+if __name__ == "__main__":
+    main()
