@@ -51,7 +51,7 @@ def _resized_crop(source: Image.Image, scaled: tuple[int, int], corner: tuple[in
     valid_h, valid_w = min(crop[0], scaled[0] - y0), min(crop[1], scaled[1] - x0)
     sy, sx = source.height / scaled[0], source.width / scaled[1]
     box = (x0 * sx, y0 * sy, (x0 + valid_w) * sx, (y0 + valid_h) * sy)
-    region = np.asarray(source.resize((valid_w, valid_h), resample, box=box))
+    region = np.array(source.resize((valid_w, valid_h), resample, box=box))  # writable, for torch
     if (valid_h, valid_w) == tuple(crop):
         return region
     canvas = np.full((crop[0], crop[1], *region.shape[2:]), fill, dtype=np.uint8)

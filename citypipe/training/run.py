@@ -1,6 +1,7 @@
 """Assemble and run training from the params sections: data, model, optimisation, outputs."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +105,8 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
         it, total_iters, train.schedule, train.poly_power, train.warmup_iters, train.warmup_ratio))
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
 
-    run_params = {"data": section_dict(data), "model": section_dict(model_params), "train": section_dict(train)}
+    run_params = {"data": section_dict(data), "model": section_dict(model_params), "train": section_dict(train),
+                  "fingerprint": run_fingerprint(paths)}
     state = resume_state(paths.checkpoints / "last.pt", config, run_params, model, optimizer, scheduler, scaler)
     train_model = model
     if dist_info.world_size > 1:
@@ -126,8 +128,22 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
         barrier(dist_info)
 
     loop = LoopConfig(train.epochs, train.seed, train.grad_accum_steps, train.val_every)
-    return fit(model, train_model, train_loader, sampler, optimizer, scheduler, criterion, scaler, runtime, loop,
-               state, dist_info, validate, on_epoch_end)
+    state = fit(model, train_model, train_loader, sampler, optimizer, scheduler, criterion, scaler, runtime, loop,
+                state, dist_info, validate, on_epoch_end)
+    if dist_info.is_main:  # also after resuming a finished run: DVC removed the old metrics and plots
+        write_train_outputs(state.history, state.best_miou, state.best_epoch, paths.plots, paths.metrics)
+    return state
+
+
+def run_fingerprint(paths: TrainPaths) -> str:
+    """Hash of the package code and prepare-labels' outputs: `last` is resumed only by the same run."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parents[1]
+    for source in sorted(package.rglob("*.py")):
+        digest.update(source.relative_to(package).as_posix().encode() + source.read_bytes())
+    for path in (paths.class_weights, paths.sample_weights):
+        digest.update(Path(path).read_bytes() if Path(path).is_file() else b"-")
+    return digest.hexdigest()
 
 
 def make_checkpoint(model, optimizer, scheduler, scaler, state: TrainState, config: ModelConfig, run_params: dict) -> dict:
