@@ -25,14 +25,14 @@ class EpochSampler(Sampler):
     def global_draw(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(M,) indices and (M,) seeds, M = num_samples rounded up to a multiple of world_size."""
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        total = -(-self.num_samples // self.world_size) * self.world_size
+        seeds = torch.randint(0, 2**62, (self.num_samples,), generator=generator)
         if self.weights is None:
-            order = torch.randperm(self.num_samples, generator=generator)
-            indices = torch.cat([order, order[: total - self.num_samples]])
+            indices = torch.randperm(self.num_samples, generator=generator)
         else:
-            indices = torch.multinomial(self.weights.double(), total, replacement=True, generator=generator)
-        seeds = torch.randint(0, 2**62, (total,), generator=generator)
-        return indices, seeds
+            indices = torch.multinomial(self.weights.double(), self.num_samples, replacement=True, generator=generator)
+        pad = -(-self.num_samples // self.world_size) * self.world_size - self.num_samples
+        # the same draw for every world size; ranks pad it by wrapping around, as DistributedSampler does
+        return torch.cat([indices, indices[:pad]]), torch.cat([seeds, seeds[:pad]])
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         indices, seeds = self.global_draw()

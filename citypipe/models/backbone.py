@@ -51,6 +51,11 @@ def load_backbone_weights(resnet: nn.Module, name: str, pretrained: bool, weight
     else:
         return
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    own = resnet.state_dict()
+    for key, value in state.items():
+        if key in own and own[key].shape != value.shape:
+            raise CitypipeError(f"backbone weights for {name} do not fit: {key} has shape {tuple(value.shape)}, "
+                                f"expected {tuple(own[key].shape)} (weights of another backbone?)")
     missing, unexpected = resnet.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("fc.")]
     if missing or unexpected:

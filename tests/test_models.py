@@ -1,0 +1,94 @@
+import urllib.error
+
+import pytest
+import torch
+import torchvision
+
+from citypipe.errors import CitypipeError
+from citypipe.models import backbone as backbone_module
+from citypipe.models.checkpoint import load_checkpoint, save_checkpoint
+from citypipe.models.deeplab import ModelConfig, aspp_rates, build_model
+
+
+@pytest.mark.parametrize("arch", ["deeplabv3", "deeplabv3plus"])
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_output_shapes(arch, backbone, output_stride):
+    model = build_model(ModelConfig(arch, backbone, output_stride, aux_head=True)).train()
+    out = model(torch.randn(2, 3, 64, 96))
+    assert out["out"].shape == (2, 19, 64, 96) and out["aux"].shape == (2, 19, 64, 96)
+    features = model.backbone(torch.randn(1, 3, 64, 96))
+    assert features["out"].shape[-2:] == (64 // output_stride, 96 // output_stride)
+    assert features["low"].shape[-2:] == (16, 24)
+    model.eval()
+    assert set(model(torch.randn(1, 3, 64, 96))) == {"out"}
+
+
+def test_aspp_rates_double_at_output_stride_8():
+    assert aspp_rates(16) == (6, 12, 18) and aspp_rates(8) == (12, 24, 36)
+    model = build_model(ModelConfig("deeplabv3plus", "resnet18", 8, False))
+    dilations = sorted({m.dilation[0] for m in model.head.aspp.modules() if isinstance(m, torch.nn.Conv2d)})
+    assert dilations == [1, 12, 24, 36]
+    assert model.head.project_low[0].out_channels == 48
+
+
+def test_local_weights_file_in_torchvision_keys_is_loaded(tmp_path):
+    reference = torchvision.models.resnet18(weights=None)
+    torch.nn.init.constant_(reference.conv1.weight, 0.125)
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+    model = build_model(ModelConfig("deeplabv3", "resnet18", 16, False), weights_file=str(path))
+    assert torch.equal(model.backbone.stem[0].weight, reference.conv1.weight)
+    assert torch.equal(model.backbone.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
+
+
+def test_weights_file_errors(tmp_path):
+    with pytest.raises(CitypipeError, match="model.weights_file: .* not found"):
+        build_model(ModelConfig("deeplabv3", "resnet18", 16, False), weights_file=str(tmp_path / "missing.pth"))
+    path = tmp_path / "resnet50.pth"
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
+    with pytest.raises(CitypipeError, match="do not fit"):
+        build_model(ModelConfig("deeplabv3", "resnet18", 16, False), weights_file=str(path))
+
+
+def test_pretrained_weights_go_through_torchvision_weights_api(monkeypatch):
+    calls = []
+
+    def fake_get_state_dict(self, progress=True, check_hash=True):
+        calls.append(self)
+        return torchvision.models.resnet18(weights=None).state_dict()
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", fake_get_state_dict)
+    build_model(ModelConfig("deeplabv3", "resnet18", 16, False), pretrained=True)
+    assert calls == [torchvision.models.ResNet18_Weights.IMAGENET1K_V1]
+
+
+def test_unreachable_weights_give_a_clear_way_out(monkeypatch):
+    def offline(self, progress=True, check_hash=True):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
+    with pytest.raises(CitypipeError, match="model.pretrained: false .*model.weights_file"):
+        build_model(ModelConfig("deeplabv3", "resnet18", 16, False), pretrained=True)
+
+
+def test_checkpoint_round_trip_and_mismatch_messages(tmp_path):
+    config = ModelConfig("deeplabv3plus", "resnet18", 16, False)
+    model = build_model(config)
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "model_config": dict(config.__dict__), "epoch": 3})
+    state = load_checkpoint(path, expected=config)
+    assert state["epoch"] == 3
+    with pytest.raises(CitypipeError, match="arch='deeplabv3plus' but params ask for arch='deeplabv3'"):
+        load_checkpoint(path, expected=ModelConfig("deeplabv3", "resnet18", 16, False))
+    with pytest.raises(CitypipeError, match="num_classes=19 but params ask for num_classes=7"):
+        load_checkpoint(path, expected=ModelConfig("deeplabv3plus", "resnet18", 16, False, num_classes=7))
+    with pytest.raises(CitypipeError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "none.pt")
+
+
+def test_checkpoints_with_pickled_code_are_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "model_config": {}, "payload": ModelConfig("a", "b", 16, False)}, path)
+    with pytest.raises(CitypipeError, match="cannot load checkpoint"):
+        load_checkpoint(path)

@@ -1,0 +1,51 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from citypipe.errors import CitypipeError
+from citypipe.params import load_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repo_params_load():
+    params = load_params(REPO / "params.yaml")
+    assert params.train.crop_size == (128, 256)
+    assert params.model.arch in ("deeplabv3", "deeplabv3plus")
+
+
+def _write(tmp_path, mutate):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    mutate(raw)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: r["train"].update(learning_rate=0.1), "unknown key train.learning_rate"),
+    (lambda r: r["train"].pop("lr"), "missing key train.lr"),
+    (lambda r: r["train"].update(lr=-0.1), "train.lr: expected a value > 0"),
+    (lambda r: r["model"].update(arch="unet"), "model.arch: expected one of"),
+    (lambda r: r["model"].update(output_stride=32), "model.output_stride"),
+    (lambda r: r["train"].update(crop_size=[128]), "train.crop_size: expected a list of 2 values"),
+    (lambda r: r["train"].update(epochs="ten"), "train.epochs: expected an integer"),
+    (lambda r: r["train"].update(hflip=1.5), "train.hflip: expected a value in [0.0, 1.0]"),
+    (lambda r: r.update(extra={}), "unknown section extra"),
+    (lambda r: r.pop("device"), "missing section device"),
+    (lambda r: r["device"].update(type="tpu"), "device.type"),
+])
+def test_bad_params_are_rejected_with_the_key_named(tmp_path, mutate, message):
+    with pytest.raises(CitypipeError, match=message.replace("[", r"\[").replace(".", r"\.")):
+        load_params(_write(tmp_path, mutate))
+
+
+def test_missing_params_file_is_a_clear_error(tmp_path):
+    with pytest.raises(CitypipeError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_cli_overrides_are_validated_too(tmp_path):
+    with pytest.raises(CitypipeError, match="train.batch_size: expected a value > 0"):
+        load_params(REPO / "params.yaml", {"train.batch_size": 0})

@@ -1,0 +1,122 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from citypipe.data.sampling import EpochSampler
+from citypipe.errors import CitypipeError
+from citypipe.params import load_params
+from citypipe.training import loop as loop_module
+from citypipe.training.losses import SegmentationLoss, ohem_cross_entropy
+from citypipe.training.run import TrainPaths, run_training
+from citypipe.training.schedule import lr_factor
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("ohem", [False, True])
+def test_loss_ignores_255(ohem):
+    torch.manual_seed(0)
+    logits = torch.randn(2, 19, 8, 8)
+    target = torch.randint(0, 19, (2, 8, 8))
+    target[:, :4] = 255
+    criterion = SegmentationLoss(None, ohem, 0.7, 10, 0.4)
+    changed = logits.clone()
+    changed[:, :, :4] = torch.randn(2, 19, 4, 8) * 10  # only ignored pixels change
+    assert criterion({"out": logits}, target) == pytest.approx(float(criterion({"out": changed}, target)))
+    all_ignored = torch.full((2, 8, 8), 255)
+    assert float(ohem_cross_entropy(logits, all_ignored, None, 0.7, 10)) == 0.0
+
+
+def test_class_weights_and_aux_weight_enter_the_loss():
+    logits, target = torch.randn(1, 19, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long)
+    plain = SegmentationLoss(None, False, 0.7, 1, 0.4)({"out": logits}, target)
+    with_aux = SegmentationLoss(None, False, 0.7, 1, 0.4)({"out": logits, "aux": logits}, target)
+    assert float(with_aux) == pytest.approx(1.4 * float(plain))
+    weights = torch.ones(19)
+    weights[0] = 3.0
+    weighted = SegmentationLoss(weights, False, 0.7, 1, 0.4)({"out": logits}, target)
+    assert float(weighted) == pytest.approx(float(plain))  # one class only: the weighted mean is unchanged
+    target[0, 0, 0] = 1
+    a = SegmentationLoss(weights, False, 0.7, 1, 0.4)({"out": logits}, target)
+    b = SegmentationLoss(None, False, 0.7, 1, 0.4)({"out": logits}, target)
+    assert float(a) != pytest.approx(float(b))
+
+
+def test_weighted_sampler_draws_rare_images_more_often():
+    weights = torch.tensor([1.0] * 9 + [9.0])  # image 9 holds a rare class
+    sampler = EpochSampler(10, weights, seed=0)
+    draws = []
+    for epoch in range(200):
+        sampler.set_epoch(epoch)
+        draws += [i for i, _ in sampler]
+    counts = torch.bincount(torch.tensor(draws), minlength=10).double()
+    assert counts[9] / counts[:9].mean() == pytest.approx(9.0, rel=0.15)
+    uniform = EpochSampler(10, None, seed=0)
+    assert sorted(i for i, _ in uniform) == list(range(10))
+
+
+def test_sampler_splits_one_draw_across_ranks():
+    weights = torch.rand(11)
+    single = list(EpochSampler(11, weights, seed=5))
+    ranks = [list(EpochSampler(11, weights, seed=5, rank=r, world_size=2)) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == 6
+    interleaved = [item for pair in zip(*ranks) for item in pair]
+    assert interleaved[:11] == single
+
+
+@pytest.mark.parametrize("iteration, schedule, expected", [
+    (0, "poly", 0.1), (5, "poly", 0.55), (10, "poly", 0.9 ** 0.9), (100, "poly", 0.0),
+    (50, "cosine", 0.5), (100, "cosine", 0.0), (10, "cosine", 0.5 * (1 + __import__("math").cos(__import__("math").pi * 0.1))),
+])
+def test_schedule_values(iteration, schedule, expected):
+    assert lr_factor(iteration, 100, schedule, 0.9, 10, 0.1) == pytest.approx(expected)
+
+
+def _small_run(synth_root, prepared, out: Path, **overrides):
+    cache, results = prepared
+    from citypipe.data.prepare_outputs import write_prepare_outputs
+
+    weights_dir = out / "weights"
+    write_prepare_outputs(results["train"][1], results["train"][0], "inverse_log", 1.02, "rare_class",
+                          weights_dir / "table.csv", weights_dir / "class.json", weights_dir / "sample.json")
+    params = load_params(REPO / "params.yaml", {
+        "data.root": str(synth_root), "train.epochs": 2, "train.batch_size": 2, "train.base_size": [64, 128],
+        "train.crop_size": [48, 96], "evaluate.size": [64, 128], "train.workers": 0, "evaluate.workers": 0,
+        "train.val_every": 1, "train.warmup_iters": 2, "device.type": "cpu", **overrides})
+    paths = TrainPaths(cache, weights_dir / "class.json", weights_dir / "sample.json", out / "checkpoints",
+                       out / "plots", out / "train.json")
+    return lambda: run_training(params.data, params.model, params.train, params.evaluate, params.device, paths)
+
+
+def test_resume_after_a_kill_ends_like_an_uninterrupted_run(synth_root, prepared, tmp_path, monkeypatch):
+    _small_run(synth_root, prepared, tmp_path / "straight")()
+    real = loop_module.train_one_epoch
+
+    def killed_in_second_epoch(*args, **kwargs):
+        if kwargs.get("epoch", args[8] if len(args) > 8 else None) == 1:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    run = _small_run(synth_root, prepared, tmp_path / "resumed")
+    monkeypatch.setattr(loop_module, "train_one_epoch", killed_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    assert torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(loop_module, "train_one_epoch", real)
+    state = run()
+    assert state.epoch == 2
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert json.loads((tmp_path / "straight" / "train.json").read_text()) == \
+        json.loads((tmp_path / "resumed" / "train.json").read_text())
+    rows = (tmp_path / "resumed" / "plots" / "val.tsv").read_text().strip().splitlines()
+    assert rows[0] == "epoch\tval_miou\tval_pixel_acc" and len(rows) == 3
+
+
+def test_non_finite_loss_stops_the_run(synth_root, prepared, tmp_path):
+    with pytest.raises(CitypipeError, match="non-finite loss"):
+        _small_run(synth_root, prepared, tmp_path, **{"train.lr": 1e12, "train.warmup_iters": 0})()
