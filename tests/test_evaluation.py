@@ -1,0 +1,154 @@
+"""Our scores against cityscapesscripts' evalPixelLevelSemanticLabeling on the same predictions."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from citypipe.data import layout
+from citypipe.data.prepare import cache_path
+from citypipe.errors import CitypipeError
+from citypipe.evaluation.confusion import ConfusionMatrix
+from citypipe.evaluation.inference import InferenceConfig
+from citypipe.evaluation.scores import compute_scores
+from citypipe.evaluation.stage import run_evaluate
+from citypipe.export import run_export
+from citypipe.labels import IGNORE_INDEX, class_names, label_id_to_train_id_lut
+from citypipe.models.deeplab import ModelConfig
+from citypipe.submission import to_label_ids, validate_submission
+from citypipe.training.device import Runtime
+
+CPU = Runtime(torch.device("cpu"), None, False)
+CONFIG = ModelConfig("deeplabv3plus", "resnet18", 16, False)
+WHOLE = InferenceConfig("whole", (64, 128), (64, 128), (32, 64), False, (1.0,))
+
+
+def _corrupt(train_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An imperfect prediction: shifted, with blocks of wrong classes; never 255."""
+    prediction = np.roll(train_ids, shift=(rng.integers(-3, 4), rng.integers(-5, 6)), axis=(0, 1)).copy()
+    for _ in range(6):
+        y, x = rng.integers(0, 56), rng.integers(0, 112)
+        prediction[y:y + 8, x:x + 16] = rng.integers(0, 19)
+    prediction[prediction == IGNORE_INDEX] = 0
+    return prediction
+
+
+def _compare(ours: dict, official: dict) -> None:
+    def same(a, b):
+        assert (a is None or math.isnan(a)) == math.isnan(b), (a, b)
+        if not math.isnan(b):
+            assert a == pytest.approx(b, abs=1e-6)
+
+    for name in class_names():
+        same(ours["class_iou"][name], official["classScores"][name])
+    for name, value in ours["class_iiou"].items():
+        same(value, official["classInstScores"][name])
+    for category, value in ours["category_iou"].items():
+        same(value, official["categoryScores"][category])
+    for category, value in ours["category_iiou"].items():
+        same(value, official["categoryInstScores"][category])
+    same(ours["miou"], official["averageScoreClasses"])
+    same(ours["iiou"], official["averageScoreInstClasses"])
+    same(ours["category_miou"], official["averageScoreCategories"])
+    same(ours["category_iiou_mean"], official["averageScoreInstCategories"])
+
+
+def test_scores_equal_the_official_evaluator(synth_root, prepared, tmp_path, official_evaluator):
+    cache, _ = prepared
+    rng = np.random.default_rng(0)
+    cm = ConfusionMatrix()
+    predictions, gts = [], []
+    for s in layout.find_samples(synth_root, "val"):
+        label = np.array(Image.open(cache_path(cache, "val", s.frame_id)))
+        prediction = _corrupt(label, rng)
+        cm.update(torch.from_numpy(label), torch.from_numpy(prediction))
+        cm.update_instances(torch.from_numpy(np.asarray(Image.open(s.instance_ids), dtype=np.int32)), torch.from_numpy(prediction))
+        path = tmp_path / f"{s.frame_id}_pred.png"
+        Image.fromarray(to_label_ids(prediction)).save(path)
+        predictions.append(str(path))
+        gts.append(str(s.label_ids))
+    official = official_evaluator.evaluateImgLists(predictions, gts, official_evaluator.args)
+    ours = compute_scores(cm)
+    _compare(ours, official)
+    assert 0.1 < ours["miou"] < 0.95  # a real, imperfect prediction
+
+
+def test_confusion_matches_a_numpy_reference():
+    rng = np.random.default_rng(1)
+    target = rng.integers(0, 19, (3, 40, 50))
+    target[:, :5] = 255
+    prediction = rng.integers(0, 19, (3, 40, 50))
+    cm = ConfusionMatrix()
+    cm.update(torch.from_numpy(target.astype(np.uint8)), torch.from_numpy(prediction.astype(np.uint8)))
+    keep = target != 255
+    reference = np.bincount(target[keep] * 19 + prediction[keep], minlength=361).reshape(19, 19)
+    assert np.array_equal(cm.mat.numpy(), reference)
+
+
+def test_absent_classes_are_nan_not_zero():
+    cm = ConfusionMatrix()
+    cm.update(torch.zeros(4, 4, dtype=torch.uint8), torch.zeros(4, 4, dtype=torch.uint8))
+    scores = compute_scores(cm)
+    assert scores["class_iou"]["road"] == 1.0 and math.isnan(scores["class_iou"]["train"])
+    assert scores["miou"] == 1.0 and scores["pixel_acc"] == 1.0
+
+
+def test_export_scored_officially_equals_eval_json(synth_root, prepared, trained_checkpoint, tmp_path, official_evaluator):
+    cache, _ = prepared
+    scores = run_evaluate(str(synth_root), (), "val", cache, trained_checkpoint, CONFIG, WHOLE, CPU, 4, 0,
+                          tmp_path / "eval.json", tmp_path / "plots")
+    assert json.loads((tmp_path / "eval.json").read_text())["miou"] == pytest.approx(scores["miou"])
+    assert (tmp_path / "plots" / "confusion_matrix.png").stat().st_size > 0
+    count = run_export(str(synth_root), (), "val", trained_checkpoint, CONFIG, WHOLE, CPU, 4, 0,
+                       tmp_path / "submission", tmp_path / "submission.zip")
+    samples = layout.find_samples(synth_root, "val")
+    assert count == len(samples)
+    predictions = [str(tmp_path / "submission" / f"{s.frame_id}_leftImg8bit.png") for s in samples]
+    official = official_evaluator.evaluateImgLists(predictions, [str(s.label_ids) for s in samples], official_evaluator.args)
+    _compare(json.loads((tmp_path / "eval.json").read_text(), parse_constant=float), official)
+
+
+def test_evaluate_rejects_a_checkpoint_of_another_architecture(synth_root, prepared, trained_checkpoint, tmp_path):
+    cache, _ = prepared
+    with pytest.raises(CitypipeError, match="arch='deeplabv3plus' but params ask for arch='deeplabv3'"):
+        run_evaluate(str(synth_root), (), "val", cache, trained_checkpoint, ModelConfig("deeplabv3", "resnet18", 16, False),
+                     WHOLE, CPU, 4, 0, tmp_path / "e.json", tmp_path / "p")
+    with pytest.raises(CitypipeError, match="has no labels"):
+        run_evaluate(str(synth_root), (), "test", cache, trained_checkpoint, CONFIG, WHOLE, CPU, 4, 0,
+                     tmp_path / "e.json", tmp_path / "p")
+    assert not (tmp_path / "e.json").exists()
+
+
+@pytest.mark.parametrize("mode, hflip, scales", [("slide", False, (1.0,)), ("whole", True, (0.75, 1.0))])
+def test_sliding_window_flip_and_multiscale_run_at_full_resolution(synth_root, prepared, trained_checkpoint, tmp_path,
+                                                                  mode, hflip, scales):
+    cache, _ = prepared
+    config = InferenceConfig(mode, (64, 128), (48, 96), (32, 64), hflip, scales)
+    scores = run_evaluate(str(synth_root), (), "val", cache, trained_checkpoint, CONFIG, config, CPU, 2, 0,
+                          tmp_path / "e.json", tmp_path / "p")
+    assert 0 <= scores["miou"] <= 1
+
+
+def test_submission_validator_catches_bad_files(synth_root, tmp_path):
+    samples = layout.find_samples(synth_root, "test")
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    for s in samples:
+        Image.fromarray(np.full((64, 128), 7, np.uint8)).save(folder / f"{s.frame_id}_leftImg8bit.png")
+    validate_submission(folder, samples)
+    Image.fromarray(np.full((64, 128), 3, np.uint8)).save(folder / f"{samples[0].frame_id}_leftImg8bit.png")
+    with pytest.raises(CitypipeError, match="value 3 is not an evaluated labelId"):
+        validate_submission(folder, samples)
+    Image.fromarray(np.full((32, 128), 7, np.uint8)).save(folder / f"{samples[0].frame_id}_leftImg8bit.png")
+    with pytest.raises(CitypipeError, match="size"):
+        validate_submission(folder, samples)
+    (folder / f"{samples[0].frame_id}_leftImg8bit.png").unlink()
+    with pytest.raises(CitypipeError, match="missing"):
+        validate_submission(folder, samples)
+
+
+def test_label_lut_round_trip():
+    lut = label_id_to_train_id_lut()
+    assert all(lut[to_label_ids(np.array([t], np.uint8))[0]] == t for t in range(19))
