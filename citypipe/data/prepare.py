@@ -6,17 +6,16 @@ in worker processes, so the full 5,000-image Cityscapes never sits in memory.
 """
 from __future__ import annotations
 
-import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from citypipe.atomic import atomic_dir, write_png
 from citypipe.data import layout
 from citypipe.errors import CitypipeError
+from citypipe.parallel import map_with_progress
 from citypipe.labels import NUM_CLASSES, label_id_to_train_id_lut, valid_label_ids
 
 
@@ -99,19 +98,7 @@ def prepare_labels(root: str | Path, cache: str | Path, cities: tuple[str, ...],
     results: dict[str, tuple[list[str], np.ndarray]] = {}
     with atomic_dir(cache) as tmp:
         jobs = [LabelJob(s, cache_path(tmp, split, s.frame_id)) for split in splits for s in plan[split]]
-        progress = tqdm(total=len(jobs), desc="prepare-labels", unit="img")
-        if workers > 1:
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                counts = []
-                for result in pool.imap(convert_one, jobs, chunksize=4):
-                    counts.append(result)
-                    progress.update()
-        else:
-            counts = []
-            for job in jobs:
-                counts.append(convert_one(job))
-                progress.update()
-        progress.close()
+        counts = map_with_progress(convert_one, jobs, workers, "prepare-labels")
         start = 0
         for split in splits:
             n = len(plan[split])

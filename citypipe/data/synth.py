@@ -7,7 +7,6 @@ are rendered from it with cityscapesscripts' own drawing code.
 from __future__ import annotations
 
 import json
-import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +14,12 @@ import numpy as np
 from cityscapesscripts.helpers.annotation import Annotation
 from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
 from cityscapesscripts.preparation.json2labelImg import createLabelImage
-from tqdm import tqdm
 
 from citypipe.atomic import atomic_dir, atomic_path, write_png
 from citypipe.data import layout
 from citypipe.data.synth_render import object_index_map, render_image
 from citypipe.data.synth_scene import GUEST_CLASSES, make_scene
+from citypipe.parallel import map_with_progress
 
 _SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
@@ -80,14 +79,5 @@ def synthesize(root: str | Path, seed: int, height: int, width: int, images: dic
     root = Path(root)
     with atomic_dir(root) as tmp_root:
         jobs = frame_jobs(tmp_root, seed, height, width, images, cities)
-        progress = tqdm(total=len(jobs), desc="synthesize", unit="img")
-        if workers > 1:
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                for _ in pool.imap_unordered(write_frame, jobs, chunksize=2):
-                    progress.update()
-        else:
-            for job in jobs:
-                write_frame(job)
-                progress.update()
-        progress.close()
+        map_with_progress(write_frame, jobs, workers, "synthesize")
     return len(jobs)
