@@ -11,8 +11,7 @@ from citypipe.atomic import write_png
 from citypipe.data.dataset import open_image
 from citypipe.errors import CitypipeError
 from citypipe.evaluation.inference import InferenceConfig, predict
-from citypipe.models.checkpoint import load_checkpoint, model_config_from
-from citypipe.models.deeplab import build_model
+from citypipe.models.checkpoint import load_model
 from citypipe.stage import reports_errors
 from citypipe.submission import to_label_ids
 from citypipe.training.device import make_runtime
@@ -54,11 +53,7 @@ def _target(output: Path, source: Path, many: bool, suffix: str) -> Path:
 def infer(image: Path, checkpoint: Path, output: Path, image_size, mask: str, device_type: str, alpha: float) -> None:
     """Segment IMAGE (a file or a folder of images) and write a colour overlay."""
     runtime = make_runtime(device_type, "bf16", False, True, 0)
-    state = load_checkpoint(checkpoint)
-    config = model_config_from(state)
-    model = build_model(config)
-    model.load_state_dict(state["model"])
-    model.to(runtime.device).eval()
+    model = load_model(checkpoint, None, runtime.device)
     inputs = _inputs(image)
     many = image.is_dir()
     for source in inputs:
@@ -66,7 +61,7 @@ def infer(image: Path, checkpoint: Path, output: Path, image_size, mask: str, de
         size = tuple(image_size) if image_size else picture.shape[:2]
         tensor = torch.from_numpy(picture).permute(2, 0, 1)[None].to(runtime.device)
         inference = InferenceConfig("whole", size, size, size, False, (1.0,))
-        train_ids = predict(model, tensor, inference, config.num_classes, runtime.autocast())[0].cpu().numpy()
+        train_ids = predict(model, tensor, inference, model.config.num_classes, runtime.autocast())[0].cpu().numpy()
         write_png(output / f"{source.stem}_overlay.png" if many else output, overlay(picture, train_ids, alpha))
         if mask == "trainids":
             write_png(_target(output, source, many, "_trainIds"), train_ids)

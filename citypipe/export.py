@@ -10,8 +10,8 @@ from citypipe.data import layout
 from citypipe.data.dataset import EvalFrames
 from citypipe.evaluation.inference import InferenceConfig
 from citypipe.evaluation.run import iter_predictions
-from citypipe.evaluation.stage import load_model
 from citypipe.labels import NUM_CLASSES
+from citypipe.models.checkpoint import load_model
 from citypipe.models.deeplab import ModelConfig
 from citypipe.submission import submission_name, to_label_ids, validate_submission, zip_folder
 from citypipe.training.device import Runtime
@@ -21,7 +21,7 @@ def run_export(root: str, cities: tuple[str, ...], split: str, checkpoint: Path,
                inference: InferenceConfig, runtime: Runtime, batch_size: int, workers: int, out_dir: Path,
                zip_path: Path) -> int:
     samples = layout.find_samples(root, split, cities)
-    model = load_model(checkpoint, config, runtime)
+    model = load_model(checkpoint, config, runtime.device, runtime.channels_last)
     loader = DataLoader(EvalFrames(samples, None, with_labels=False), batch_size=batch_size, num_workers=workers,
                         pin_memory=runtime.device.type == "cuda")
     with atomic_dir(out_dir) as tmp:

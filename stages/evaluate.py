@@ -6,7 +6,7 @@ import click
 from citypipe.evaluation.stage import run_evaluate
 from citypipe.params import load_params
 from citypipe.stage import params_option, reports_errors
-from citypipe.training.device import make_runtime
+from citypipe.training.device import runtime_for
 from citypipe.training.run import inference_config, model_config
 
 
@@ -19,8 +19,7 @@ from citypipe.training.run import inference_config, model_config
 @reports_errors
 def main(params_path: str, checkpoint: str, cache: str, metrics: str, plots: str) -> None:
     p = load_params(params_path)
-    d = p.device
-    runtime = make_runtime(d.type, d.amp, d.channels_last, d.cudnn_benchmark, d.num_threads)
+    runtime = runtime_for(p.device)
     scores = run_evaluate(p.data.root, p.data.cities, p.evaluate.split, Path(cache), Path(checkpoint),
                           model_config(p.model), inference_config(p.evaluate), runtime, p.evaluate.batch_size,
                           p.evaluate.workers, Path(metrics), Path(plots))

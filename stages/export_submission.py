@@ -6,7 +6,7 @@ import click
 from citypipe.export import run_export
 from citypipe.params import load_params
 from citypipe.stage import params_option, reports_errors
-from citypipe.training.device import make_runtime
+from citypipe.training.device import runtime_for
 from citypipe.training.run import inference_config, model_config
 
 
@@ -18,8 +18,7 @@ from citypipe.training.run import inference_config, model_config
 @reports_errors
 def main(params_path: str, checkpoint: str, out_dir: str, zip_path: str) -> None:
     p = load_params(params_path)
-    d = p.device
-    runtime = make_runtime(d.type, d.amp, d.channels_last, d.cudnn_benchmark, d.num_threads)
+    runtime = runtime_for(p.device)
     count = run_export(p.data.root, p.data.cities, p.export.split, Path(checkpoint), model_config(p.model),
                        inference_config(p.evaluate), runtime, p.export.batch_size, p.evaluate.workers,
                        Path(out_dir), Path(zip_path))

@@ -5,7 +5,7 @@ import click
 
 from citypipe.params import load_params
 from citypipe.stage import params_option, reports_errors
-from citypipe.training.device import make_runtime
+from citypipe.training.device import runtime_for
 from citypipe.training.run import inference_config, model_config
 from citypipe.visualization.stage import run_visualize
 
@@ -21,8 +21,8 @@ from citypipe.visualization.stage import run_visualize
 @reports_errors
 def main(params_path, checkpoint, cache, train_plots, eval_metrics, out_dir, figures) -> None:
     p = load_params(params_path)
-    d, v = p.device, p.visualize
-    runtime = make_runtime(d.type, d.amp, d.channels_last, d.cudnn_benchmark, d.num_threads)
+    v = p.visualize
+    runtime = runtime_for(p.device)
     count = run_visualize(p.data.root, p.data.cities, p.evaluate.split, Path(cache), Path(checkpoint), model_config(p.model),
                           inference_config(p.evaluate), runtime, v.num_samples, v.seed, v.ids, v.alpha,
                           Path(train_plots), Path(eval_metrics), Path(out_dir), Path(figures))

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch.utils.data import DataLoader
 
 from citypipe.atomic import write_json, write_text
@@ -14,21 +13,10 @@ from citypipe.evaluation.inference import InferenceConfig
 from citypipe.evaluation.run import evaluate
 from citypipe.evaluation.scores import compute_scores
 from citypipe.labels import NUM_CLASSES
-from citypipe.models.checkpoint import load_checkpoint
-from citypipe.models.deeplab import ModelConfig, build_model
+from citypipe.models.checkpoint import load_model
+from citypipe.models.deeplab import ModelConfig
 from citypipe.training.device import Runtime
 from citypipe.visualization.figures import class_iou_figure, confusion_figure
-
-
-def load_model(checkpoint: Path, config: ModelConfig, runtime: Runtime) -> torch.nn.Module:
-    """Build the architecture the params describe and load the checkpoint's weights into it."""
-    state = load_checkpoint(checkpoint, expected=config)
-    model = build_model(config)
-    model.load_state_dict(state["model"])
-    model.to(runtime.device).eval()
-    if runtime.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model
 
 
 def class_iou_csv(class_iou: dict[str, float]) -> str:
@@ -42,7 +30,7 @@ def run_evaluate(root: str, cities: tuple[str, ...], split: str, cache: Path, ch
     samples = layout.find_samples(root, split, cities)
     if not any(s.label_ids.is_file() for s in samples) or split == "test":
         raise CitypipeError(f"evaluate.split: {split} has no labels to score against (use val)")
-    model = load_model(checkpoint, config, runtime)
+    model = load_model(checkpoint, config, runtime.device, runtime.channels_last)
     loader = DataLoader(EvalFrames(samples, cache), batch_size=batch_size, num_workers=workers,
                         pin_memory=runtime.device.type == "cuda")
     cm = evaluate(model, loader, runtime, inference, NUM_CLASSES)

@@ -13,7 +13,7 @@ import torch
 
 from citypipe.atomic import atomic_path
 from citypipe.errors import CitypipeError
-from citypipe.models.deeplab import ModelConfig
+from citypipe.models.deeplab import DeepLab, ModelConfig, build_model
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -45,3 +45,19 @@ def check_config(path: Path, stored: dict[str, Any], expected: ModelConfig) -> N
 
 def model_config_from(state: dict[str, Any]) -> ModelConfig:
     return ModelConfig(**state["model_config"])
+
+
+def load_model(path: str | Path, expected: ModelConfig | None, device: torch.device,
+               channels_last: bool = False) -> DeepLab:
+    """The checkpoint's model with its weights, in eval mode on `device`.
+
+    With `expected` (the params' architecture) a checkpoint of another architecture is an error;
+    without it, the architecture stored in the checkpoint is built.
+    """
+    state = load_checkpoint(path, expected)
+    model = build_model(model_config_from(state))
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model

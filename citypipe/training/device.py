@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from citypipe.errors import CitypipeError
+from citypipe.params import DeviceParams
 
 
 @dataclass(frozen=True)
@@ -49,3 +50,9 @@ def make_runtime(kind: str, amp: str, channels_last: bool, cudnn_benchmark: bool
         return Runtime(device, dtype, channels_last)
     # CPU and MPS run in fp32: bit-for-bit reproducible metrics on CPU are the contract
     return Runtime(device, None, False)
+
+
+def runtime_for(device: DeviceParams, local_rank: int = 0) -> Runtime:
+    """The runtime that params.yaml's `device` section asks for."""
+    return make_runtime(device.type, device.amp, device.channels_last, device.cudnn_benchmark, device.num_threads,
+                        local_rank)

@@ -23,7 +23,7 @@ from citypipe.models.checkpoint import load_checkpoint, save_checkpoint
 from citypipe.models.deeplab import ModelConfig, build_model
 from citypipe.params import (DataParams, DeviceParams, EvaluateParams, ModelParams, TrainParams,
                              section_dict)
-from citypipe.training.device import Runtime, make_runtime
+from citypipe.training.device import Runtime, runtime_for
 from citypipe.training.distributed import DistInfo, barrier, init_distributed
 from citypipe.training.loop import LoopConfig, TrainState, fit
 from citypipe.training.losses import SegmentationLoss
@@ -83,8 +83,7 @@ def make_loaders(data: DataParams, train: TrainParams, evaluate_params: Evaluate
 def run_training(data: DataParams, model_params: ModelParams, train: TrainParams, evaluate_params: EvaluateParams,
                  device: DeviceParams, paths: TrainPaths) -> TrainState:
     dist_info = init_distributed("cuda" if device.type in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-    runtime = make_runtime(device.type, device.amp, device.channels_last, device.cudnn_benchmark, device.num_threads,
-                           dist_info.local_rank)
+    runtime = runtime_for(device, dist_info.local_rank)
     torch.manual_seed(train.seed)  # initial weights: a function of the seed
     config = model_config(model_params)
     model = build_model(config, model_params.pretrained, model_params.weights_file)

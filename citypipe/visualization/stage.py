@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
 from citypipe.atomic import atomic_dir, write_png
@@ -15,8 +14,8 @@ from citypipe.data.dataset import EvalFrames
 from citypipe.errors import CitypipeError
 from citypipe.evaluation.inference import InferenceConfig
 from citypipe.evaluation.run import iter_predictions
-from citypipe.evaluation.stage import load_model
 from citypipe.labels import NUM_CLASSES
+from citypipe.models.checkpoint import load_model
 from citypipe.models.deeplab import ModelConfig
 from citypipe.training.device import Runtime
 from citypipe.visualization.figures import class_iou_figure, training_curves_figure
@@ -43,7 +42,7 @@ def run_visualize(root: str, cities: tuple[str, ...], split: str, cache: Path, c
                   inference: InferenceConfig, runtime: Runtime, num_samples: int, seed: int, ids: tuple[str, ...],
                   alpha: float, train_plots: Path, eval_metrics: Path, out_dir: Path, figures_dir: Path) -> int:
     samples = choose_samples(layout.find_samples(root, split, cities), num_samples, seed, ids)
-    model = load_model(checkpoint, config, runtime)
+    model = load_model(checkpoint, config, runtime.device, runtime.channels_last)
     loader = DataLoader(EvalFrames(samples, cache), batch_size=1)
     with atomic_dir(out_dir) as tmp:
         for batch, prediction in iter_predictions(model, loader, runtime, inference, NUM_CLASSES, "visualize"):
