@@ -152,3 +152,15 @@ def test_submission_validator_catches_bad_files(synth_root, tmp_path):
 def test_label_lut_round_trip():
     lut = label_id_to_train_id_lut()
     assert all(lut[to_label_ids(np.array([t], np.uint8))[0]] == t for t in range(19))
+
+
+def test_a_stale_trainid_cache_is_named(synth_root, prepared, trained_checkpoint, tmp_path):
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(prepared[0], cache)
+    missing = next((cache / "val").rglob("*.png"))
+    missing.unlink()
+    with pytest.raises(CitypipeError, match=f"{missing.name}: missing from the trainId cache"):
+        run_evaluate(str(synth_root), (), "val", cache, trained_checkpoint, CONFIG, WHOLE, CPU, 4, 0,
+                     tmp_path / "e.json", tmp_path / "p")

@@ -35,6 +35,14 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return (images.float() - mean) / std
 
 
+def open_cached_label(cache: Path, sample: Sample) -> Image.Image:
+    """The sample's trainId PNG from prepare-labels' cache; a clear error when the cache is stale."""
+    path = cache_path(cache, sample.split, sample.frame_id)
+    if not path.is_file():
+        raise CitypipeError(f"{path}: missing from the trainId cache (rerun prepare-labels)")
+    return Image.open(path)
+
+
 class TrainCrops(Dataset):
     """Indexed by (sample index, seed): the sampler supplies each draw's augmentation seed, so a
     draw is augmented the same way whatever the number of workers or ranks."""
@@ -48,10 +56,8 @@ class TrainCrops(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, seed = key
         sample = self.samples[index]
-        label_path = cache_path(self.cache, sample.split, sample.frame_id)
-        if not label_path.is_file():
-            raise CitypipeError(f"{label_path}: missing from the trainId cache (rerun prepare-labels)")
-        image, label = self.transform(open_image(sample.image), Image.open(label_path), np.random.default_rng(seed))
+        image, label = self.transform(open_image(sample.image), open_cached_label(self.cache, sample),
+                                      np.random.default_rng(seed))
         return torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(label)  # (3, h, w), (h, w) uint8
 
 
@@ -69,7 +75,7 @@ class EvalFrames(Dataset):
         image = torch.from_numpy(np.array(open_image(sample.image))).permute(2, 0, 1)
         item = {"image": image, "frame_id": sample.frame_id}
         if self.with_labels:
-            label = np.array(Image.open(cache_path(self.cache, sample.split, sample.frame_id)))
+            label = np.array(open_cached_label(self.cache, sample))
             if label.shape != tuple(image.shape[1:]):
                 raise CitypipeError(f"{sample.label_ids}: label size {label.shape} differs from image {tuple(image.shape[1:])}")
             item["label"] = torch.from_numpy(label)
