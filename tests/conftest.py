@@ -44,21 +44,27 @@ def official_evaluator(monkeypatch):
     return official
 
 
-@pytest.fixture(scope="session")
-def trained_checkpoint(synth_root, prepared, tmp_path_factory) -> Path:
-    """A DeepLabV3+ ResNet-18 trained for 2 short epochs on the fixture data."""
+def small_training(synth_root: Path, prepared: tuple[Path, dict], out: Path, **overrides):
+    """A function that trains DeepLabV3+ ResNet-18 on the fixture data into `out` (2 short CPU epochs)."""
     from citypipe.data.prepare_outputs import write_prepare_outputs
     from citypipe.params import load_params
     from citypipe.training.run import TrainPaths, run_training
 
     cache, results = prepared
-    out = tmp_path_factory.mktemp("trained")
+    weights = out / "weights"
     write_prepare_outputs(results["train"][1], results["train"][0], "inverse_log", 1.02, "rare_class",
-                          out / "table.csv", out / "class.json", out / "sample.json")
+                          weights / "table.csv", weights / "class.json", weights / "sample.json")
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml", {
         "data.root": str(synth_root), "train.epochs": 2, "train.batch_size": 2, "train.base_size": [64, 128],
         "train.crop_size": [64, 128], "evaluate.size": [64, 128], "train.workers": 0, "evaluate.workers": 0,
-        "device.type": "cpu", "train.val_every": 2})
-    paths = TrainPaths(cache, out / "class.json", out / "sample.json", out / "checkpoints", out / "plots", out / "train.json")
-    run_training(params.data, params.model, params.train, params.evaluate, params.device, paths)
+        "device.type": "cpu", **overrides})
+    paths = TrainPaths(cache, weights / "class.json", weights / "sample.json", out / "checkpoints", out / "plots",
+                       out / "train.json")
+    return lambda: run_training(params.data, params.model, params.train, params.evaluate, params.device, paths)
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(synth_root, prepared, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("trained")
+    small_training(synth_root, prepared, out, **{"train.val_every": 2})()
     return out / "checkpoints" / "best.pt"

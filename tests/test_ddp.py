@@ -1,7 +1,6 @@
 """Two CPU processes with the gloo backend: ranks stay in sync and match single-process math."""
 import os
 
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp

@@ -5,7 +5,6 @@ import torch
 import torchvision
 
 from citypipe.errors import CitypipeError
-from citypipe.models import backbone as backbone_module
 from citypipe.models.checkpoint import load_checkpoint, save_checkpoint
 from citypipe.models.deeplab import ModelConfig, aspp_rates, build_model
 

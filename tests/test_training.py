@@ -6,13 +6,11 @@ import torch
 
 from citypipe.data.sampling import EpochSampler
 from citypipe.errors import CitypipeError
-from citypipe.params import load_params
 from citypipe.training import loop as loop_module
 from citypipe.training.losses import SegmentationLoss, ohem_cross_entropy
-from citypipe.training.run import TrainPaths, run_training
 from citypipe.training.schedule import lr_factor
+from conftest import small_training
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("ohem", [False, True])
@@ -75,19 +73,8 @@ def test_schedule_values(iteration, schedule, expected):
 
 
 def _small_run(synth_root, prepared, out: Path, **overrides):
-    cache, results = prepared
-    from citypipe.data.prepare_outputs import write_prepare_outputs
-
-    weights_dir = out / "weights"
-    write_prepare_outputs(results["train"][1], results["train"][0], "inverse_log", 1.02, "rare_class",
-                          weights_dir / "table.csv", weights_dir / "class.json", weights_dir / "sample.json")
-    params = load_params(REPO / "params.yaml", {
-        "data.root": str(synth_root), "train.epochs": 2, "train.batch_size": 2, "train.base_size": [64, 128],
-        "train.crop_size": [48, 96], "evaluate.size": [64, 128], "train.workers": 0, "evaluate.workers": 0,
-        "train.val_every": 1, "train.warmup_iters": 2, "device.type": "cpu", **overrides})
-    paths = TrainPaths(cache, weights_dir / "class.json", weights_dir / "sample.json", out / "checkpoints",
-                       out / "plots", out / "train.json")
-    return lambda: run_training(params.data, params.model, params.train, params.evaluate, params.device, paths)
+    return small_training(synth_root, prepared, out, **{"train.crop_size": [48, 96], "train.val_every": 1,
+                                                         "train.warmup_iters": 2, **overrides})
 
 
 def test_resume_after_a_kill_ends_like_an_uninterrupted_run(synth_root, prepared, tmp_path, monkeypatch):
