@@ -80,6 +80,7 @@ def _other_size(s):
     (lambda s: s.label_ids.unlink(), "missing label file"),
     (_other_size, "differs from its image"),
     (lambda s: s.label_ids.write_bytes(b"\x89PNG not really"), "cannot read PNG"),
+    (lambda s: Image.new("RGB", Image.open(s.label_ids).size).save(s.label_ids), "expected 8-bit single channel"),
     (lambda s: Image.new("I;16", (4, 4)).save(s.label_ids.with_name("aachen_000099_000019_gtFine_labelIds.png")),
      "extra label file"),
 ])
@@ -112,3 +113,20 @@ def test_city_filter(synth_root, tmp_path):
     assert all(fid.startswith("frankfurt") for fid in results["val"][0])
     with pytest.raises(CitypipeError, match="data.cities"):
         prepare_labels(synth_root, tmp_path / "cache2", ("atlantis",), workers=1)
+
+
+def test_two_worker_threads_write_the_same_cache_and_counts(prepared, synth_root, tmp_path):
+    cache, results = prepared
+    threaded = prepare_labels(synth_root, tmp_path / "cache", (), workers=2)
+    for split, (ids, counts) in results.items():
+        assert threaded[split][0] == ids and np.array_equal(threaded[split][1], counts)
+        for fid in ids:
+            assert cache_path(tmp_path / "cache", split, fid).read_bytes() == cache_path(cache, split, fid).read_bytes()
+
+
+def test_an_error_in_a_worker_thread_stops_the_run(synth_root, tmp_path):
+    root, sample = _copy(synth_root, tmp_path)
+    _bad_value(sample)
+    with pytest.raises(CitypipeError, match="value 200"):
+        prepare_labels(root, tmp_path / "cache", (), workers=2)
+    assert not (tmp_path / "cache").exists()
