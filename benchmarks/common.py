@@ -4,6 +4,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -28,3 +29,15 @@ def table(rows: list[tuple], header: tuple) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
+def full_resolution_citysynth(folder: Path, train_frames: int, val_frames: int = 1) -> tuple[Path, Path]:
+    """CitySynth at Cityscapes' 1024x2048 in `folder`, with its trainId cache: (data root, cache)."""
+    from citypipe.data.prepare import prepare_labels
+    from citypipe.data.synth import synthesize
+
+    root, cache = folder / "data", folder / "trainids"
+    synthesize(root, 0, 1024, 2048, {"train": train_frames, "val": val_frames, "test": 1},
+               {"train": ("aachen",), "val": ("lindau",), "test": ("bonn",)}, 2)
+    prepare_labels(root, cache, (), 2)
+    return root, cache

@@ -1,4 +1,4 @@
-"""The `citypipe` command, for work outside DVC: single-image (or folder) inference."""
+"""The `citypipe` command, for work outside DVC: single-image (or folder) inference, params profiles."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,12 +7,13 @@ import click
 import numpy as np
 import torch
 
-from citypipe.atomic import write_png
+from citypipe.atomic import write_png, write_text
 from citypipe.data.dataset import open_image
 from citypipe.errors import CitypipeError
 from citypipe.evaluation.inference import InferenceConfig, predict
 from citypipe.models.checkpoint import load_model
-from citypipe.stage import reports_errors
+from citypipe.profiles import apply_profile, read_profile
+from citypipe.stage import params_option, reports_errors
 from citypipe.submission import to_label_ids
 from citypipe.training.device import make_runtime
 from citypipe.visualization.panels import overlay
@@ -68,3 +69,27 @@ def infer(image: Path, checkpoint: Path, output: Path, image_size, mask: str, de
         elif mask == "labelids":
             write_png(_target(output, source, many, "_labelIds"), to_label_ids(train_ids))
     click.echo(f"infer: {len(inputs)} image(s) -> {output}")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--data-root", default=None, help="Where the dataset is (sets data.root).")
+@params_option
+@click.option("--dry-run", is_flag=True, help="Print the changes without writing params.yaml.")
+@reports_errors
+def profile(name: str, data_root: str | None, params_path: str, dry_run: bool) -> None:
+    """Apply profiles/NAME.yaml to params.yaml, comments kept (e.g. `cityscapes`: the real recipe)."""
+    params_file = Path(params_path)
+    changes_wanted = read_profile(params_file.resolve().parent / "profiles" / f"{name}.yaml")
+    if data_root is not None:
+        changes_wanted.setdefault("data", {})["root"] = data_root
+    try:
+        params_text = params_file.read_text()
+    except OSError as error:
+        raise CitypipeError(f"{params_file}: cannot read ({error.strerror})") from None
+    new_text, changes = apply_profile(params_text, changes_wanted)
+    for line in changes:
+        click.echo(f"  {line}")
+    if not dry_run:
+        write_text(params_file, new_text)
+    click.echo(f"profile {name}: {len(changes)} change(s) {'would be written to' if dry_run else 'written to'} {params_file}")

@@ -110,6 +110,7 @@ class TrainParams:
     base_size: Size  # image size at scale 1.0 before random scaling (H, W)
     scale_range: tuple[float, float]
     crop_size: Size
+    cat_max_ratio: float  # retry crops where one class covers more than this share (1.0 = off)
     hflip: float  # probability
     photometric: bool
     optimizer: Literal["sgd", "adamw"]
@@ -121,6 +122,7 @@ class TrainParams:
     head_lr_mult: float
     schedule: Literal["poly", "cosine"]
     poly_power: float
+    min_lr: float  # the schedule's floor
     warmup_iters: int
     warmup_ratio: float  # lr at iteration 0 = lr * warmup_ratio
     grad_accum_steps: int
@@ -137,10 +139,13 @@ class TrainParams:
         _check_positive("train", self, "epochs", "batch_size", "base_size", "crop_size", "lr",
                         "scale_range", "grad_accum_steps", "val_every", "backbone_lr_mult",
                         "head_lr_mult", "ohem_min_kept")
-        for name in ("momentum", "weight_decay", "poly_power", "aux_weight", "warmup_iters", "workers"):
+        for name in ("momentum", "weight_decay", "poly_power", "min_lr", "aux_weight", "warmup_iters", "workers"):
             if getattr(self, name) < 0:
                 _fail(f"train.{name}", "a value >= 0", getattr(self, name))
         _check_range("train", self, "hflip", 0.0, 1.0)
+        _check_range("train", self, "cat_max_ratio", 0.0, 1.0)
+        if self.min_lr > self.lr:
+            _fail("train.min_lr", f"a value <= train.lr ({self.lr})", self.min_lr)
         _check_range("train", self, "warmup_ratio", 0.0, 1.0)
         _check_range("train", self, "ohem_thresh", 0.0, 1.0)
         if self.scale_range[0] > self.scale_range[1]:

@@ -72,6 +72,13 @@ def test_schedule_values(iteration, schedule, expected):
     assert lr_factor(iteration, 100, schedule, 0.9, 10, 0.1) == pytest.approx(expected)
 
 
+def test_schedule_decays_to_min_lr_like_mmseg_poly():
+    lr, min_lr = 0.01, 1e-4
+    for iteration in (20, 50, 100):
+        mmseg = (lr - min_lr) * (1 - iteration / 100) ** 0.9 + min_lr
+        assert lr * lr_factor(iteration, 100, "poly", 0.9, 10, 0.1, min_lr / lr) == pytest.approx(mmseg)
+
+
 def _small_run(synth_root, prepared, out: Path, **overrides):
     return small_training(synth_root, prepared, out, **{"train.crop_size": [48, 96], "train.val_every": 1,
                                                          "train.warmup_iters": 2, **overrides})

@@ -63,7 +63,8 @@ def read_weights(path: Path, keys: list[str], what: str) -> torch.Tensor:
 def make_loaders(data: DataParams, train: TrainParams, evaluate_params: EvaluateParams, paths: TrainPaths,
                  runtime: Runtime, dist_info: DistInfo) -> tuple[DataLoader, EpochSampler, DataLoader]:
     samples = layout.find_samples(data.root, "train", data.cities)
-    transform = TrainTransform(train.base_size, train.scale_range, train.crop_size, train.hflip, train.photometric, 0.75)
+    transform = TrainTransform(train.base_size, train.scale_range, train.crop_size, train.hflip, train.photometric,
+                               train.cat_max_ratio)
     weights = None
     if train.sampler == "weighted":
         weights = read_weights(paths.sample_weights, [s.frame_id for s in samples], "sample weights")
@@ -101,7 +102,7 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
                                 train.backbone_lr_mult, train.head_lr_mult)
     total_iters = train.epochs * (len(train_loader) // train.grad_accum_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(
-        it, total_iters, train.schedule, train.poly_power, train.warmup_iters, train.warmup_ratio))
+        it, total_iters, train.schedule, train.poly_power, train.warmup_iters, train.warmup_ratio, train.min_lr / train.lr))
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
 
     run_params = {"data": section_dict(data), "model": section_dict(model_params), "train": section_dict(train),
