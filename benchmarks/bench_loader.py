@@ -24,7 +24,7 @@ from torchvision.transforms import v2
 
 from citypipe.data import layout
 from citypipe.data.dataset import EvalFrames, TrainCrops
-from citypipe.data.prepare import cache_path
+from citypipe.data.layout import cache_path
 from citypipe.data.transforms import TrainTransform
 from common import full_resolution_citysynth, machine, table
 

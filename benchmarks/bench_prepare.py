@@ -15,7 +15,8 @@ from cityscapesscripts.preparation.json2labelImg import json2labelImg
 from PIL import Image
 
 from citypipe.data import layout
-from citypipe.data.prepare import cache_path, prepare_labels
+from citypipe.data.layout import cache_path
+from citypipe.data.prepare import prepare_labels
 from citypipe.data.synth import synthesize
 from common import machine, median_seconds, table
 

@@ -1,6 +1,7 @@
 """The real `dvc` in a temporary git repository: repro, no-op repro, targeted reruns, experiments,
-metrics diff, and push / fresh clone / pull."""
+metrics diff, push / fresh clone / pull, and `dvc plots show` rendered in headless Chromium."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,10 +11,12 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+import check_plots_render  # noqa: E402
 SMALL = {
     "synthesize": {"height": 64, "width": 128, "train_images": 8, "val_images": 4, "test_images": 2, "workers": 1},
     "prepare": {"workers": 1},
-    "train": {"epochs": 1, "batch_size": 2, "base_size": [64, 128], "crop_size": [64, 128], "workers": 0, "val_every": 1},
+    "train": {"epochs": 2, "batch_size": 2, "base_size": [64, 128], "crop_size": [64, 128], "workers": 0, "val_every": 1},
     "evaluate": {"size": [64, 128], "workers": 0},
     "visualize": {"num_samples": 2},
     "device": {"type": "cpu"},
@@ -87,3 +90,37 @@ def test_push_then_fresh_clone_pulls_model_and_metrics(project, tmp_path):
     status = run(clone, "dvc", "status")
     assert "up to date" in status, status
     assert ran_stages(run(clone, "dvc", "repro")) == set()  # nothing retrains
+
+
+chromium = pytest.mark.skipif(check_plots_render.find_chromium() is None,
+                              reason="needs Chromium (Debian: apt-get install chromium); .ci/run installs it")
+
+
+@chromium
+def test_plots_show_renders_offline_in_chromium(project, tmp_path):
+    """`dvc plots show` with the inlined-vega template: every plot draws marks, every image loads."""
+    run(project, "dvc", "plots", "show", "--out", str(tmp_path / "report"))
+    page = tmp_path / "report" / "index.html"
+    assert "cdn.jsdelivr" not in page.read_text()
+    problems = check_plots_render.check_page(page, check_plots_render.find_chromium(), tmp_path / "shot.png")
+    assert problems == []
+    assert {"training_loss", "validation", "class_iou", "class_frequency"} <= set(
+        re.findall(r"vegaEmbed\('#([^']+)'", page.read_text()))
+
+
+@chromium
+def test_the_render_check_fails_on_a_page_without_vega_or_with_an_empty_plot(project, tmp_path):
+    run(project, "dvc", "plots", "show", "--out", str(tmp_path / "report"))
+    page = (tmp_path / "report" / "index.html").read_text()
+    head_end = page.find("</head>")
+    no_scripts = tmp_path / "report" / "no_vega.html"  # what DVC's CDN page looks like offline
+    no_scripts.write_text(re.sub(r"<script>.*?</script>", "", page[:head_end], flags=re.S) + page[head_end:])
+    problems = check_plots_render.check_page(no_scripts, check_plots_render.find_chromium())
+    assert any("training_loss" in p and "vega did not run" in p for p in problems)
+    start = page.find("vegaEmbed('#training_loss'")
+    spec_start = page.rfind('"values": [', 0, start)
+    spec_end = page.find("]", spec_start)
+    empty = tmp_path / "report" / "empty_plot.html"
+    empty.write_text(page[:spec_start] + '"values": []' + page[spec_end + 1:])
+    problems = check_plots_render.check_page(empty, check_plots_render.find_chromium())
+    assert len(problems) == 1 and re.fullmatch(r"plot 'training_loss': blank \(\d+ coloured pixels\)", problems[0])

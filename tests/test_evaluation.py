@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from citypipe.data import layout
-from citypipe.data.prepare import cache_path
+from citypipe.data.layout import cache_path
 from citypipe.errors import CitypipeError
 from citypipe.evaluation.confusion import ConfusionMatrix
 from citypipe.evaluation.inference import InferenceConfig

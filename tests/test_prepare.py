@@ -7,7 +7,8 @@ from PIL import Image
 
 from citypipe.data import layout
 from citypipe.data.class_stats import class_weights, sample_weights
-from citypipe.data.prepare import cache_path, prepare_labels
+from citypipe.data.layout import cache_path
+from citypipe.data.prepare import prepare_labels
 from citypipe.data.prepare_outputs import class_table_csv
 from citypipe.errors import CitypipeError
 

@@ -11,8 +11,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from citypipe.data.layout import Sample
-from citypipe.data.prepare import cache_path
+from citypipe.data.layout import Sample, cache_path
 from citypipe.data.transforms import TrainTransform
 from citypipe.errors import CitypipeError
 

@@ -43,6 +43,12 @@ def gt_path(root: Path, split: str, fid: str, kind: str) -> Path:
     return Path(root) / "gtFine" / split / fid.split("_")[0] / f"{fid}_gtFine_{kind}.{ext}"
 
 
+def cache_path(cache: Path, split: str, fid: str) -> Path:
+    """prepare-labels' trainId PNG of a frame: {cache}/{split}/{city}/{id}_gtFine_labelTrainIds.png,
+    the name cityscapesscripts' createTrainIdLabelImgs gives its output."""
+    return Path(cache) / split / fid.split("_")[0] / f"{fid}_gtFine_labelTrainIds.png"
+
+
 def _sample(root: Path, split: str, image: Path) -> Sample:
     try:
         info = getCsFileInfo(str(image))

@@ -28,10 +28,6 @@ class LabelJob:
     output: Path
 
 
-def cache_path(cache: Path, split: str, fid: str) -> Path:
-    return Path(cache) / split / fid.split("_")[0] / f"{fid}_gtFine_labelTrainIds.png"
-
-
 def read_label_ids(path: Path) -> np.ndarray:
     """(H, W) uint8 labelIds; clear errors for a missing, corrupt or wrong-mode PNG.
 
@@ -107,7 +103,7 @@ def prepare_labels(root: str | Path, cache: str | Path, cities: tuple[str, ...],
         check_no_extra_labels(Path(root), split, samples, cities)
     results: dict[str, tuple[list[str], np.ndarray]] = {}
     with atomic_dir(cache) as tmp:
-        jobs = [LabelJob(s, cache_path(tmp, split, s.frame_id)) for split in splits for s in plan[split]]
+        jobs = [LabelJob(s, layout.cache_path(tmp, split, s.frame_id)) for split in splits for s in plan[split]]
         for folder in {job.output.parent for job in jobs}:
             folder.mkdir(parents=True, exist_ok=True)
         # threads, not processes: decoding, mapping and compressing release the GIL, and a thread
