@@ -16,12 +16,12 @@ import time
 
 import torch
 
-from bench_train_step import gflops, smp_model
+from bench_train_step import gflops, smp_model, to_runtime
 from citypipe.data.dataset import normalize
 from citypipe.evaluation.inference import InferenceConfig, predict
 from citypipe.models.deeplab import ModelConfig, build_model
 from citypipe.training.device import make_runtime
-from common import machine, table
+from common import add_device_options, machine, print_gpu_memory, table
 
 SIZE = (1024, 2048)
 
@@ -33,9 +33,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--output-stride", type=int, default=16)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
-    parser.add_argument("--channels-last", action="store_true")
+    add_device_options(parser)
     args = parser.parse_args()
     runtime = make_runtime(args.device, args.amp, args.channels_last, True, 0)
     images = torch.randint(0, 256, (args.batch, 3, *SIZE), dtype=torch.uint8,
@@ -64,9 +62,7 @@ def main() -> None:
         for name, model, run in (
                 ("smp, plain forward + argmax", smp_model(arch, args.backbone, args.output_stride), plain),
                 ("citypipe predict", build_model(ModelConfig(arch, args.backbone, args.output_stride, False)), ours)):
-            model = model.to(runtime.device)
-            if runtime.channels_last:
-                model = model.to(memory_format=torch.channels_last)
+            model = to_runtime(model, runtime)
             flops = gflops(model, normalize(images))
             model.eval()
             run(model)  # warm-up
@@ -81,8 +77,7 @@ def main() -> None:
     print(f"Inference at {SIZE[0]}x{SIZE[1]}, {args.backbone} OS{args.output_stride}, batch {args.batch}, "
           f"device {runtime.device}, amp {args.amp}, channels_last {args.channels_last}; {machine()}")
     print(table(rows, ("model", "method", "GFLOPs/img", "img/s", "vs smp")))
-    if runtime.device.type == "cuda":
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+    print_gpu_memory(runtime.device)
 
 
 if __name__ == "__main__":

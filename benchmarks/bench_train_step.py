@@ -29,7 +29,7 @@ from citypipe.training.device import make_runtime
 from citypipe.training.distributed import DistInfo
 from citypipe.training.losses import SegmentationLoss
 from citypipe.training.loop import TrainState, train_one_epoch
-from common import machine, table
+from common import add_device_options, machine, print_gpu_memory, table
 
 
 class OutDict(torch.nn.Module):
@@ -47,6 +47,12 @@ def smp_model(arch: str, backbone: str, output_stride: int) -> torch.nn.Module:
     cls = {"deeplabv3": smp.DeepLabV3, "deeplabv3plus": smp.DeepLabV3Plus}[arch]
     return OutDict(cls(encoder_name=backbone, encoder_weights=None, encoder_output_stride=output_stride,
                        decoder_atrous_rates=aspp_rates(output_stride), classes=19))
+
+
+def to_runtime(model: torch.nn.Module, runtime) -> torch.nn.Module:
+    """The model on the benchmark's device, in channels_last where asked (as citypipe's load_model does)."""
+    model = model.to(runtime.device)
+    return model.to(memory_format=torch.channels_last) if runtime.channels_last else model
 
 
 def gflops(model: torch.nn.Module, x: torch.Tensor) -> float:
@@ -93,9 +99,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--output-stride", type=int, default=16)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
-    parser.add_argument("--channels-last", action="store_true")
+    add_device_options(parser)
     args = parser.parse_args()
     runtime = make_runtime(args.device, args.amp, args.channels_last, True, 0)
     generator = torch.Generator().manual_seed(0)
@@ -112,9 +116,7 @@ def main() -> None:
         }
         results = {}
         for name, (model, loop) in candidates.items():
-            model = model.to(runtime.device)
-            if runtime.channels_last:
-                model = model.to(memory_format=torch.channels_last)
+            model = to_runtime(model, runtime)
             flops = gflops(model, probe)
             loop(model, batches[:2], runtime)  # warm-up (cudnn autotuning, allocator)
             seconds = statistics.median(loop(model, batches, runtime) for _ in range(args.repeats))
@@ -124,8 +126,7 @@ def main() -> None:
     print(f"Train step at {args.size[0]}x{args.size[1]}, batch {args.batch}, {args.backbone} OS{args.output_stride}, "
           f"device {runtime.device}, amp {args.amp}, channels_last {args.channels_last}; {machine()}")
     print(table(rows, ("model", "model code, loop", "GFLOPs/img (fwd)", "img/s", "vs smp")))
-    if runtime.device.type == "cuda":
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+    print_gpu_memory(runtime.device)
 
 
 if __name__ == "__main__":

@@ -41,3 +41,17 @@ def full_resolution_citysynth(folder: Path, train_frames: int, val_frames: int =
                {"train": ("aachen",), "val": ("lindau",), "test": ("bonn",)}, 2)
     prepare_labels(root, cache, (), 2)
     return root, cache
+
+
+def add_device_options(parser) -> None:
+    """--device/--amp/--channels-last, as params.yaml's device section names them."""
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
+    parser.add_argument("--channels-last", action="store_true")
+
+
+def print_gpu_memory(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")

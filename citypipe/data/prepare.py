@@ -106,9 +106,7 @@ def prepare_labels(root: str | Path, cache: str | Path, cities: tuple[str, ...],
         jobs = [LabelJob(s, layout.cache_path(tmp, split, s.frame_id)) for split in splits for s in plan[split]]
         for folder in {job.output.parent for job in jobs}:
             folder.mkdir(parents=True, exist_ok=True)
-        # threads, not processes: decoding, mapping and compressing release the GIL, and a thread
-        # pool starts in microseconds where a spawned process pool costs ~1 s per worker
-        counts = map_with_progress(convert_one, jobs, workers, "prepare-labels", threads=True)
+        counts = map_with_progress(convert_one, jobs, workers, "prepare-labels")
         start = 0
         for split in splits:
             n = len(plan[split])

@@ -1,7 +1,7 @@
 """CitySynth: write an embedded dataset in the official Cityscapes layout, deterministically.
 
 Each frame gets its own random stream from (seed, split, index), so the bytes do not depend on the
-number of worker processes. The polygons JSON is written first; the label, instance and colour PNGs
+number of worker threads. The polygons JSON is written first; the label, instance and colour PNGs
 are rendered from it with cityscapesscripts' own drawing code.
 """
 from __future__ import annotations
