@@ -114,3 +114,31 @@ def test_resume_after_a_kill_ends_like_an_uninterrupted_run(synth_root, prepared
 def test_non_finite_loss_stops_the_run(synth_root, prepared, tmp_path):
     with pytest.raises(CitypipeError, match="non-finite loss"):
         _small_run(synth_root, prepared, tmp_path, **{"train.lr": 1e12, "train.warmup_iters": 0})()
+
+
+@pytest.mark.parametrize("amp_dtype", [torch.bfloat16, torch.float16])
+def test_mixed_precision_and_channels_last_branches_of_the_loop(amp_dtype):
+    """The loop's CUDA fast paths (autocast, channels_last input, fp16 grad scaler), run on the CPU,
+    which supports them too: the step trains, the loss stays finite, fp16 goes through the scaler."""
+    from citypipe.models.deeplab import ModelConfig, build_model
+    from citypipe.training.device import Runtime
+    from citypipe.training.distributed import DistInfo
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("deeplabv3plus", "resnet18", 16, True)).to(memory_format=torch.channels_last)
+    runtime = Runtime(torch.device("cpu"), amp_dtype, channels_last=True)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8, enabled=amp_dtype == torch.float16)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
+    batches = [(torch.randint(0, 256, (2, 3, 64, 128), dtype=torch.uint8), torch.randint(0, 19, (2, 64, 128), dtype=torch.uint8))
+               for _ in range(2)]
+    before = [p.detach().clone() for p in model.parameters()]
+    scaler_steps = []
+    unscaled_step = scaler.step
+    scaler.step = lambda opt, *args, **kwargs: scaler_steps.append(1) or unscaled_step(opt, *args, **kwargs)
+    state = loop_module.TrainState()
+    stats = loop_module.train_one_epoch(model, batches, optimizer, scheduler, SegmentationLoss(None, False, 0.7, 100, 0.4),
+                                        scaler, runtime, 1, 0, state, DistInfo(0, 1, 0))
+    assert torch.isfinite(torch.tensor(stats["loss"])) and state.iteration == 2
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert len(scaler_steps) == (2 if amp_dtype == torch.float16 else 0)  # fp16 steps go through the scaler
