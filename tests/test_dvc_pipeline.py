@@ -124,3 +124,21 @@ def test_the_render_check_fails_on_a_page_without_vega_or_with_an_empty_plot(pro
     empty.write_text(page[:spec_start] + '"values": []' + page[spec_end + 1:])
     problems = check_plots_render.check_page(empty, check_plots_render.find_chromium())
     assert len(problems) == 1 and re.fullmatch(r"plot 'training_loss': blank \(\d+ coloured pixels\)", problems[0])
+
+
+def test_switch_to_a_real_cityscapes_folder_with_dvc_add_and_the_profile(project, tmp_path):
+    """The README's switch: `dvc add` the dataset (linked, not copied), apply the profile, and DVC
+    sees that prepare-labels onwards must rerun on the new data root (the run itself needs a GPU)."""
+    work = tmp_path / "work"
+    shutil.copytree(project, work, symlinks=True)
+    shutil.copytree(work / "data" / "citysynth", work / "data" / "cityscapes")  # stands in for the download
+    run(work, "dvc", "config", "cache.type", "hardlink,symlink")
+    run(work, "dvc", "add", "data/cityscapes")
+    assert "/cityscapes" in (work / "data" / ".gitignore").read_text()
+    run(work, "citypipe", "profile", "cityscapes", "--data-root", "data/cityscapes")
+    run(work, "git", "add", "data/cityscapes.dvc", "data/.gitignore", "params.yaml", ".dvc/config")
+    run(work, "git", "commit", "-qm", "Real Cityscapes")
+    status = run(work, "dvc", "status", "prepare-labels")
+    assert "data/cityscapes" in status and "modified" in status
+    dry = run(work, "dvc", "repro", "--dry")
+    assert {"prepare-labels", "train", "evaluate"} <= ran_stages(dry) and "synthesize" not in ran_stages(dry)
