@@ -21,7 +21,7 @@ from citypipe.data.dataset import normalize
 from citypipe.evaluation.inference import InferenceConfig, predict
 from citypipe.models.deeplab import ModelConfig, build_model
 from citypipe.training.device import make_runtime
-from common import add_device_options, machine, print_gpu_memory, table
+from common import add_device_options, print_device_report
 
 SIZE = (1024, 2048)
 
@@ -74,10 +74,8 @@ def main() -> None:
             rates[name] = batches * args.batch / statistics.median(seconds)
             rows.append((arch, name, f"{flops:.0f}", f"{rates[name]:.2f}",
                          f"{rates[name] / rates['smp, plain forward + argmax']:.2f}x"))
-    print(f"Inference at {SIZE[0]}x{SIZE[1]}, {args.backbone} OS{args.output_stride}, batch {args.batch}, "
-          f"device {runtime.device}, amp {args.amp}, channels_last {args.channels_last}; {machine()}")
-    print(table(rows, ("model", "method", "GFLOPs/img", "img/s", "vs smp")))
-    print_gpu_memory(runtime.device)
+    print_device_report(f"Inference at {SIZE[0]}x{SIZE[1]}, {args.backbone} OS{args.output_stride}, batch {args.batch}",
+                        runtime, args, rows, ("model", "method", "GFLOPs/img", "img/s", "vs smp"))
 
 
 if __name__ == "__main__":

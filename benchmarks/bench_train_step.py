@@ -29,7 +29,7 @@ from citypipe.training.device import make_runtime
 from citypipe.training.distributed import DistInfo
 from citypipe.training.losses import SegmentationLoss
 from citypipe.training.loop import TrainState, train_one_epoch
-from common import add_device_options, machine, print_gpu_memory, table
+from common import add_device_options, print_device_report
 
 
 class OutDict(torch.nn.Module):
@@ -123,10 +123,9 @@ def main() -> None:
             results[name] = args.batch * args.steps / seconds
             rows.append((arch, name, f"{flops:.1f}", f"{results[name]:.2f}",
                          f"{results[name] / results['smp, plain loop']:.2f}x"))
-    print(f"Train step at {args.size[0]}x{args.size[1]}, batch {args.batch}, {args.backbone} OS{args.output_stride}, "
-          f"device {runtime.device}, amp {args.amp}, channels_last {args.channels_last}; {machine()}")
-    print(table(rows, ("model", "model code, loop", "GFLOPs/img (fwd)", "img/s", "vs smp")))
-    print_gpu_memory(runtime.device)
+    print_device_report(f"Train step at {args.size[0]}x{args.size[1]}, batch {args.batch}, {args.backbone} "
+                        f"OS{args.output_stride}", runtime, args, rows,
+                        ("model", "model code, loop", "GFLOPs/img (fwd)", "img/s", "vs smp"))
 
 
 if __name__ == "__main__":

@@ -50,8 +50,9 @@ def add_device_options(parser) -> None:
     parser.add_argument("--channels-last", action="store_true")
 
 
-def print_gpu_memory(device) -> None:
-    import torch
-
-    if device.type == "cuda":
+def print_device_report(title: str, runtime, args, rows: list[tuple], header: tuple) -> None:
+    """The table under a title that names the device settings; peak memory on a GPU."""
+    print(f"{title}, device {runtime.device}, amp {args.amp}, channels_last {args.channels_last}; {machine()}")
+    print(table(rows, header))
+    if runtime.device.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
