@@ -26,3 +26,8 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 params_option = click.option("--params", "params_path", default="params.yaml", show_default=True,
                              type=click.Path(dir_okay=False), help="The pipeline's params.yaml.")
+# the inputs several stages read, with the paths dvc.yaml gives them
+cache_option = click.option("--cache", default="data/trainids", show_default=True,
+                            help="prepare-labels' trainId cache.")
+checkpoint_option = click.option("--checkpoint", default="checkpoints/best.pt", show_default=True,
+                                 help="The trained model.")

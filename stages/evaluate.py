@@ -5,15 +5,15 @@ import click
 
 from citypipe.evaluation.stage import run_evaluate
 from citypipe.params import load_params
-from citypipe.stage import params_option, reports_errors
+from citypipe.stage import cache_option, checkpoint_option, params_option, reports_errors
 from citypipe.training.device import runtime_for
 from citypipe.training.run import inference_config, model_config
 
 
 @click.command()
 @params_option
-@click.option("--checkpoint", default="checkpoints/best.pt", show_default=True)
-@click.option("--cache", default="data/trainids", show_default=True)
+@checkpoint_option
+@cache_option
 @click.option("--metrics", default="metrics/eval.json", show_default=True)
 @click.option("--plots", default="plots/eval", show_default=True)
 @reports_errors

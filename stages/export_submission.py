@@ -5,14 +5,14 @@ import click
 
 from citypipe.export import run_export
 from citypipe.params import load_params
-from citypipe.stage import params_option, reports_errors
+from citypipe.stage import checkpoint_option, params_option, reports_errors
 from citypipe.training.device import runtime_for
 from citypipe.training.run import inference_config, model_config
 
 
 @click.command()
 @params_option
-@click.option("--checkpoint", default="checkpoints/best.pt", show_default=True)
+@checkpoint_option
 @click.option("--out", "out_dir", default="submission/labelIds", show_default=True)
 @click.option("--zip", "zip_path", default="submission/submission.zip", show_default=True)
 @reports_errors

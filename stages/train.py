@@ -8,13 +8,13 @@ from pathlib import Path
 import click
 
 from citypipe.params import load_params
-from citypipe.stage import params_option, reports_errors
+from citypipe.stage import cache_option, params_option, reports_errors
 from citypipe.training.run import TrainPaths, run_training
 
 
 @click.command()
 @params_option
-@click.option("--cache", default="data/trainids", show_default=True)
+@cache_option
 @click.option("--class-weights", default="data/class_weights.json", show_default=True)
 @click.option("--sample-weights", default="data/sample_weights.json", show_default=True)
 @click.option("--checkpoints", default="checkpoints", show_default=True)

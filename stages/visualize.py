@@ -4,7 +4,7 @@ from pathlib import Path
 import click
 
 from citypipe.params import load_params
-from citypipe.stage import params_option, reports_errors
+from citypipe.stage import cache_option, checkpoint_option, params_option, reports_errors
 from citypipe.training.device import runtime_for
 from citypipe.training.run import inference_config, model_config
 from citypipe.visualization.stage import run_visualize
@@ -12,8 +12,8 @@ from citypipe.visualization.stage import run_visualize
 
 @click.command()
 @params_option
-@click.option("--checkpoint", default="checkpoints/best.pt", show_default=True)
-@click.option("--cache", default="data/trainids", show_default=True)
+@checkpoint_option
+@cache_option
 @click.option("--train-plots", default="plots/train", show_default=True)
 @click.option("--eval-metrics", default="metrics/eval.json", show_default=True)
 @click.option("--out", "out_dir", default="plots/samples", show_default=True)
