@@ -21,7 +21,7 @@ from citypipe.data.dataset import normalize
 from citypipe.evaluation.inference import InferenceConfig, predict
 from citypipe.models.deeplab import ModelConfig, build_model
 from citypipe.training.device import make_runtime
-from common import add_device_options, print_device_report
+from common import add_model_options, print_device_report
 
 SIZE = (1024, 2048)
 
@@ -30,10 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--backbone", default="resnet18")
-    parser.add_argument("--output-stride", type=int, default=16)
-    add_device_options(parser)
+    add_model_options(parser)
     args = parser.parse_args()
     runtime = make_runtime(args.device, args.amp, args.channels_last, True, 0)
     images = torch.randint(0, 256, (args.batch, 3, *SIZE), dtype=torch.uint8,

@@ -29,7 +29,7 @@ from citypipe.training.device import make_runtime
 from citypipe.training.distributed import DistInfo
 from citypipe.training.losses import SegmentationLoss
 from citypipe.training.loop import TrainState, train_one_epoch
-from common import add_device_options, print_device_report
+from common import add_model_options, print_device_report
 
 
 class OutDict(torch.nn.Module):
@@ -96,10 +96,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs=2, default=[256, 512])
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--backbone", default="resnet18")
-    parser.add_argument("--output-stride", type=int, default=16)
-    add_device_options(parser)
+    add_model_options(parser)
     args = parser.parse_args()
     runtime = make_runtime(args.device, args.amp, args.channels_last, True, 0)
     generator = torch.Generator().manual_seed(0)

@@ -43,8 +43,12 @@ def full_resolution_citysynth(folder: Path, train_frames: int, val_frames: int =
     return root, cache
 
 
-def add_device_options(parser) -> None:
-    """--device/--amp/--channels-last, as params.yaml's device section names them."""
+def add_model_options(parser) -> None:
+    """What the model benchmarks share: repeats, backbone, output stride, and --device/--amp/
+    --channels-last as params.yaml's device section names them."""
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--output-stride", type=int, default=16)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
     parser.add_argument("--channels-last", action="store_true")
