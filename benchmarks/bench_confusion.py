@@ -9,10 +9,10 @@ excluded everywhere. All three matrices are checked to be identical.
 import numpy as np
 import torch
 from cityscapesscripts.helpers.labels import labels as cs_labels
+from common import machine, median_seconds, table
 
 from citypipe.evaluation.confusion import ConfusionMatrix
 from citypipe.labels import label_id_to_train_id_lut, train_id_to_label_id_lut
-from common import machine, median_seconds, table
 
 
 def official_update(gt_label_ids: np.ndarray, pred_label_ids: np.ndarray) -> np.ndarray:

@@ -15,13 +15,12 @@ import statistics
 import time
 
 import torch
+from common import add_model_options, gflops, print_device_report, smp_model, to_runtime
 
-from bench_train_step import gflops, smp_model, to_runtime
 from citypipe.data.dataset import normalize
-from citypipe.evaluation.inference import InferenceConfig, predict
 from citypipe.models.deeplab import ModelConfig, build_model
-from citypipe.training.device import make_runtime
-from common import add_model_options, print_device_report
+from citypipe.prediction.inference import InferenceConfig, predict
+from citypipe.runtime import make_runtime
 
 SIZE = (1024, 2048)
 

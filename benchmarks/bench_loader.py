@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import full_resolution_citysynth, machine, table
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
@@ -26,7 +27,6 @@ from citypipe.data import layout
 from citypipe.data.dataset import EvalFrames, TrainCrops
 from citypipe.data.layout import cache_path
 from citypipe.data.transforms import TrainTransform
-from common import full_resolution_citysynth, machine, table
 
 RECIPE = TrainTransform(base_size=(1024, 2048), scale_range=(0.5, 2.0), crop_size=(512, 1024), hflip=0.5,
                         photometric=True, cat_max_ratio=0.75)

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 from cityscapesscripts.preparation.json2labelImg import json2labelImg
+from common import machine, median_seconds, table
 from PIL import Image
 
 from citypipe.data import layout
 from citypipe.data.layout import cache_path
-from citypipe.data.prepare import prepare_labels
-from citypipe.data.synth import synthesize
-from common import machine, median_seconds, table
+from citypipe.prepare.label_cache import prepare_labels
+from citypipe.synth.writer import synthesize
 
 
 def main() -> None:

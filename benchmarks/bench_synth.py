@@ -6,8 +6,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from citypipe.data.synth import synthesize
 from common import machine, table
+
+from citypipe.synth.writer import synthesize
 
 
 def main() -> None:

@@ -18,49 +18,21 @@ import argparse
 import statistics
 import time
 
-import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
+from common import add_model_options, gflops, print_device_report, smp_model, to_runtime
 
 from citypipe.data.dataset import normalize
-from citypipe.models.deeplab import ModelConfig, aspp_rates, build_model
-from citypipe.training.device import make_runtime
+from citypipe.models.deeplab import ModelConfig, build_model
+from citypipe.runtime import make_runtime
 from citypipe.training.distributed import DistInfo
+from citypipe.training.loop import (
+    LoopConfig,
+    TrainingSetup,
+    TrainState,
+    train_one_epoch,
+)
 from citypipe.training.losses import SegmentationLoss
-from citypipe.training.loop import TrainState, train_one_epoch
-from common import add_model_options, print_device_report
-
-
-class OutDict(torch.nn.Module):
-    """smp returns a tensor; the citypipe loop expects {"out": logits}."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"out": self.model(x)}
-
-
-def smp_model(arch: str, backbone: str, output_stride: int) -> torch.nn.Module:
-    cls = {"deeplabv3": smp.DeepLabV3, "deeplabv3plus": smp.DeepLabV3Plus}[arch]
-    return OutDict(cls(encoder_name=backbone, encoder_weights=None, encoder_output_stride=output_stride,
-                       decoder_atrous_rates=aspp_rates(output_stride), classes=19))
-
-
-def to_runtime(model: torch.nn.Module, runtime) -> torch.nn.Module:
-    """The model on the benchmark's device, in channels_last where asked (as citypipe's load_model does)."""
-    model = model.to(runtime.device)
-    return model.to(memory_format=torch.channels_last) if runtime.channels_last else model
-
-
-def gflops(model: torch.nn.Module, x: torch.Tensor) -> float:
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x[:1])
-    model.train()
-    return counter.get_total_flops() / 1e9
 
 
 def plain_loop(model, batches, runtime) -> float:
@@ -85,9 +57,10 @@ def citypipe_loop(model, batches, runtime) -> float:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
     criterion = SegmentationLoss(None, False, 0.7, 100_000, 0.0).to(runtime.device)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=False)
+    setup = TrainingSetup(model, model, batches, None, optimizer, scheduler, criterion, scaler, runtime,
+                          DistInfo(0, 1, 0), LoopConfig(1, 0, 1, 1))
     start = time.perf_counter()
-    train_one_epoch(model, batches, optimizer, scheduler, criterion, scaler, runtime, 1, 0, TrainState(),
-                    DistInfo(0, 1, 0))
+    train_one_epoch(setup, 0, TrainState())
     return time.perf_counter() - start
 
 

@@ -1,4 +1,5 @@
-"""Timing helper for the benchmarks: median of several runs after warm-up."""
+"""What the benchmarks share: timing (median after warm-up), tables, test data, and the model rows' helpers
+(smp models for comparison, FLOP counts, device placement)."""
 from __future__ import annotations
 
 import platform
@@ -8,6 +9,9 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from citypipe.models.deeplab import aspp_rates
 
 
 def median_seconds(fn: Callable[[], object], repeats: int = 7, warmup: int = 2) -> float:
@@ -33,8 +37,8 @@ def table(rows: list[tuple], header: tuple) -> str:
 
 def full_resolution_citysynth(folder: Path, train_frames: int, val_frames: int = 1) -> tuple[Path, Path]:
     """CitySynth at Cityscapes' 1024x2048 in `folder`, with its trainId cache: (data root, cache)."""
-    from citypipe.data.prepare import prepare_labels
-    from citypipe.data.synth import synthesize
+    from citypipe.prepare.label_cache import prepare_labels
+    from citypipe.synth.writer import synthesize
 
     root, cache = folder / "data", folder / "trainids"
     synthesize(root, 0, 1024, 2048, {"train": train_frames, "val": val_frames, "test": 1},
@@ -60,3 +64,36 @@ def print_device_report(title: str, runtime, args, rows: list[tuple], header: tu
     print(table(rows, header))
     if runtime.device.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+
+
+class OutDict(torch.nn.Module):
+    """smp returns a tensor; the citypipe loop expects {"out": logits}."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.model(x)}
+
+
+def smp_model(arch: str, backbone: str, output_stride: int) -> torch.nn.Module:
+    import segmentation_models_pytorch as smp  # benchmarks/requirements.txt; only the model rows need it
+
+    cls = {"deeplabv3": smp.DeepLabV3, "deeplabv3plus": smp.DeepLabV3Plus}[arch]
+    return OutDict(cls(encoder_name=backbone, encoder_weights=None, encoder_output_stride=output_stride,
+                       decoder_atrous_rates=aspp_rates(output_stride), classes=19))
+
+
+def to_runtime(model: torch.nn.Module, runtime) -> torch.nn.Module:
+    """The model on the benchmark's device, in channels_last where asked (as citypipe's load_model does)."""
+    model = model.to(runtime.device)
+    return model.to(memory_format=torch.channels_last) if runtime.channels_last else model
+
+
+def gflops(model: torch.nn.Module, x: torch.Tensor) -> float:
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x[:1])
+    model.train()
+    return counter.get_total_flops() / 1e9

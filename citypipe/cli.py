@@ -8,14 +8,14 @@ import numpy as np
 import torch
 
 from citypipe.atomic import write_png, write_text
+from citypipe.command_line import params_option, reports_errors
 from citypipe.data.dataset import open_image
 from citypipe.errors import CitypipeError
-from citypipe.evaluation.inference import InferenceConfig, predict
 from citypipe.models.checkpoint import load_model
+from citypipe.prediction.inference import InferenceConfig, predict
 from citypipe.profiles import apply_profile, read_profile
-from citypipe.stage import params_option, reports_errors
-from citypipe.submission import to_label_ids
-from citypipe.training.device import make_runtime
+from citypipe.runtime import make_runtime
+from citypipe.submission.files import to_label_ids
 from citypipe.visualization.panels import overlay
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")

@@ -55,12 +55,3 @@ def train_id_to_label_id_lut() -> np.ndarray:
     for label in evaluated_labels():
         lut[label.trainId] = label.id
     return lut
-
-
-def label_id_colors() -> np.ndarray:
-    """(256, 3) uint8 palette: official colour of each labelId (for gtFine_color PNGs)."""
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    for label in CS_LABELS:
-        if label.id >= 0:
-            palette[label.id] = label.color
-    return palette

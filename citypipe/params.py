@@ -254,10 +254,7 @@ def _build_section(cls: type, name: str, raw: Any) -> Any:
 
 
 def params_from_dict(raw: Any) -> Params:
-    return _build_params(raw)
-
-
-def _build_params(raw: Any) -> Params:
+    """Validate a parsed params.yaml (a dict of sections) into `Params`."""
     if not isinstance(raw, dict):
         _fail("params", "a mapping of sections", raw)
     hints = typing.get_type_hints(Params)
@@ -286,7 +283,7 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | No
             raise CitypipeError(f"params: missing section {section}")
         raw[section][key] = value
     try:
-        return _build_params(raw)
+        return params_from_dict(raw)
     except CitypipeError as error:
         raise CitypipeError(f"{path}: {error}") from None
 

@@ -3,11 +3,9 @@ from pathlib import Path
 
 import click
 
-from citypipe.export import run_export
+from citypipe.command_line import checkpoint_option, params_option, reports_errors
 from citypipe.params import load_params
-from citypipe.stage import checkpoint_option, params_option, reports_errors
-from citypipe.training.device import runtime_for
-from citypipe.training.run import inference_config, model_config
+from citypipe.submission.export import ExportPaths, export_submission
 
 
 @click.command()
@@ -18,10 +16,8 @@ from citypipe.training.run import inference_config, model_config
 @reports_errors
 def main(params_path: str, checkpoint: str, out_dir: str, zip_path: str) -> None:
     p = load_params(params_path)
-    runtime = runtime_for(p.device)
-    count = run_export(p.data.root, p.data.cities, p.export.split, Path(checkpoint), model_config(p.model),
-                       inference_config(p.evaluate), runtime, p.export.batch_size, p.evaluate.workers,
-                       Path(out_dir), Path(zip_path))
+    count = export_submission(p.data, p.model, p.evaluate, p.export, p.device,
+                              ExportPaths(Path(checkpoint), Path(out_dir), Path(zip_path)))
     click.echo(f"export-submission: {count} labelIds PNGs in {out_dir}, validated; zip: {zip_path}")
 
 

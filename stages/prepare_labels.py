@@ -1,10 +1,10 @@
 """DVC stage `prepare-labels`: trainId cache, class statistics, class and sample weights."""
 import click
 
-from citypipe.data.prepare import prepare_labels
-from citypipe.data.prepare_outputs import write_prepare_outputs
+from citypipe.command_line import params_option, reports_errors
 from citypipe.params import load_params
-from citypipe.stage import params_option, reports_errors
+from citypipe.prepare.label_cache import prepare_labels
+from citypipe.prepare.outputs import write_prepare_outputs
 
 
 @click.command()

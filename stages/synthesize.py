@@ -1,9 +1,9 @@
 """DVC stage `synthesize`: write CitySynth, the embedded Cityscapes-format dataset."""
 import click
 
-from citypipe.data.synth import synthesize
+from citypipe.command_line import params_option, reports_errors
 from citypipe.params import load_params
-from citypipe.stage import params_option, reports_errors
+from citypipe.synth.writer import synthesize
 
 
 @click.command()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
+from citypipe.command_line import cache_option, params_option, reports_errors
 from citypipe.params import load_params
-from citypipe.stage import cache_option, params_option, reports_errors
-from citypipe.training.run import TrainPaths, run_training
+from citypipe.training.trainer import TrainPaths, run_training
 
 
 @click.command()

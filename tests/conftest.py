@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from citypipe.data.prepare import prepare_labels
-from citypipe.data.synth import synthesize
+from citypipe.prepare.label_cache import prepare_labels
+from citypipe.synth.writer import synthesize
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
@@ -46,9 +46,9 @@ def official_evaluator(monkeypatch):
 
 def small_training(synth_root: Path, prepared: tuple[Path, dict], out: Path, **overrides):
     """A function that trains DeepLabV3+ ResNet-18 on the fixture data into `out` (2 short CPU epochs)."""
-    from citypipe.data.prepare_outputs import write_prepare_outputs
     from citypipe.params import load_params
-    from citypipe.training.run import TrainPaths, run_training
+    from citypipe.prepare.outputs import write_prepare_outputs
+    from citypipe.training.trainer import TrainPaths, run_training
 
     cache, results = prepared
     weights = out / "weights"

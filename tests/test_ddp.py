@@ -10,9 +10,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from citypipe.data.sampling import EpochSampler
 from citypipe.evaluation.confusion import ConfusionMatrix
-from citypipe.training.device import Runtime
+from citypipe.runtime import Runtime
 from citypipe.training.distributed import DistInfo
-from citypipe.training.loop import TrainState, train_one_epoch
+from citypipe.training.loop import (
+    LoopConfig,
+    TrainingSetup,
+    TrainState,
+    train_one_epoch,
+)
 from citypipe.training.losses import SegmentationLoss
 
 PER_RANK_BATCH, WORLD = 2, 2
@@ -47,10 +52,11 @@ def _train(model, rank, world, batch):
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
     runtime = Runtime(torch.device("cpu"), None, False)
     info = DistInfo(rank, world, rank)
+    setup = TrainingSetup(model, model, loader, sampler, optimizer, scheduler, SegmentationLoss(None, False, 0.7, 1, 0.0),
+                          torch.amp.GradScaler("cpu", enabled=False), runtime, info, LoopConfig(2, 1, 1, 1))
     for epoch in range(2):
         sampler.set_epoch(epoch)
-        train_one_epoch(model, loader, optimizer, scheduler, SegmentationLoss(None, False, 0.7, 1, 0.0),
-                        torch.amp.GradScaler("cpu", enabled=False), runtime, 1, epoch, TrainState(), info)
+        train_one_epoch(setup, epoch, TrainState())
 
 
 def _worker(rank, init_file, out_dir):

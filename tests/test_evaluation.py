@@ -1,6 +1,8 @@
 """Our scores against cityscapesscripts' evalPixelLevelSemanticLabeling on the same predictions."""
 import json
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,18 +13,27 @@ from citypipe.data import layout
 from citypipe.data.layout import cache_path
 from citypipe.errors import CitypipeError
 from citypipe.evaluation.confusion import ConfusionMatrix
-from citypipe.evaluation.inference import InferenceConfig
+from citypipe.evaluation.evaluate import EvaluatePaths, evaluate_checkpoint
 from citypipe.evaluation.scores import compute_scores
-from citypipe.evaluation.stage import run_evaluate
-from citypipe.export import run_export
 from citypipe.labels import IGNORE_INDEX, class_names, label_id_to_train_id_lut
-from citypipe.models.deeplab import ModelConfig
-from citypipe.submission import to_label_ids, validate_submission
-from citypipe.training.device import Runtime
+from citypipe.params import load_params
+from citypipe.submission.export import ExportPaths, export_submission
+from citypipe.submission.files import to_label_ids, validate_submission
 
-CPU = Runtime(torch.device("cpu"), None, False)
-CONFIG = ModelConfig("deeplabv3plus", "resnet18", 16, False)
-WHOLE = InferenceConfig("whole", (64, 128), (64, 128), (32, 64), False, (1.0,))
+PARAMS_YAML = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def fixture_params(synth_root, **overrides):
+    """params.yaml for the fixture data: CPU, 64x128 whole-image inference, batch 4, no workers."""
+    return load_params(PARAMS_YAML, {"data.root": str(synth_root), "device.type": "cpu", "evaluate.size": [64, 128],
+                                     "evaluate.crop_size": [64, 128], "evaluate.stride": [32, 64],
+                                     "evaluate.batch_size": 4, "evaluate.workers": 0, **overrides})
+
+
+def run_evaluate(synth_root, cache, checkpoint, out, **overrides) -> dict:
+    p = fixture_params(synth_root, **overrides)
+    return evaluate_checkpoint(p.data, p.model, p.evaluate, p.device,
+                               EvaluatePaths(cache, checkpoint, out / "eval.json", out / "plots"))
 
 
 def _corrupt(train_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -97,12 +108,14 @@ def test_absent_classes_are_nan_not_zero():
 
 def test_export_scored_officially_equals_eval_json(synth_root, prepared, trained_checkpoint, tmp_path, official_evaluator):
     cache, _ = prepared
-    scores = run_evaluate(str(synth_root), (), "val", cache, trained_checkpoint, CONFIG, WHOLE, CPU, 4, 0,
-                          tmp_path / "eval.json", tmp_path / "plots")
+    scores = run_evaluate(synth_root, cache, trained_checkpoint, tmp_path)
     assert json.loads((tmp_path / "eval.json").read_text())["miou"] == pytest.approx(scores["miou"])
-    assert (tmp_path / "plots" / "confusion_matrix.png").stat().st_size > 0
-    count = run_export(str(synth_root), (), "val", trained_checkpoint, CONFIG, WHOLE, CPU, 4, 0,
-                       tmp_path / "submission", tmp_path / "submission.zip")
+    confusion = np.loadtxt(tmp_path / "plots" / "confusion_matrix.csv", delimiter=",", skiprows=1,
+                           usecols=range(1, 20), dtype=np.int64)  # (19, 19) gt x pred
+    assert np.trace(confusion) / confusion.sum() == pytest.approx(scores["pixel_acc"])
+    p = fixture_params(synth_root, **{"export.split": "val"})
+    count = export_submission(p.data, p.model, p.evaluate, p.export, p.device,
+                              ExportPaths(trained_checkpoint, tmp_path / "submission", tmp_path / "submission.zip"))
     samples = layout.find_samples(synth_root, "val")
     assert count == len(samples)
     predictions = [str(tmp_path / "submission" / f"{s.frame_id}_leftImg8bit.png") for s in samples]
@@ -113,21 +126,23 @@ def test_export_scored_officially_equals_eval_json(synth_root, prepared, trained
 def test_evaluate_rejects_a_checkpoint_of_another_architecture(synth_root, prepared, trained_checkpoint, tmp_path):
     cache, _ = prepared
     with pytest.raises(CitypipeError, match="arch='deeplabv3plus' but params ask for arch='deeplabv3'"):
-        run_evaluate(str(synth_root), (), "val", cache, trained_checkpoint, ModelConfig("deeplabv3", "resnet18", 16, False),
-                     WHOLE, CPU, 4, 0, tmp_path / "e.json", tmp_path / "p")
+        run_evaluate(synth_root, cache, trained_checkpoint, tmp_path, **{"model.arch": "deeplabv3"})
+    unlabelled = tmp_path / "unlabelled"
+    shutil.copytree(synth_root, unlabelled)
+    for label_file in (unlabelled / "gtFine" / "val").rglob("*_labelIds.png"):
+        label_file.unlink()
     with pytest.raises(CitypipeError, match="has no labels"):
-        run_evaluate(str(synth_root), (), "test", cache, trained_checkpoint, CONFIG, WHOLE, CPU, 4, 0,
-                     tmp_path / "e.json", tmp_path / "p")
-    assert not (tmp_path / "e.json").exists()
+        run_evaluate(unlabelled, cache, trained_checkpoint, tmp_path)
+    assert not (tmp_path / "eval.json").exists()
 
 
 @pytest.mark.parametrize("mode, hflip, scales", [("slide", False, (1.0,)), ("whole", True, (0.75, 1.0))])
 def test_sliding_window_flip_and_multiscale_run_at_full_resolution(synth_root, prepared, trained_checkpoint, tmp_path,
                                                                   mode, hflip, scales):
     cache, _ = prepared
-    config = InferenceConfig(mode, (64, 128), (48, 96), (32, 64), hflip, scales)
-    scores = run_evaluate(str(synth_root), (), "val", cache, trained_checkpoint, CONFIG, config, CPU, 2, 0,
-                          tmp_path / "e.json", tmp_path / "p")
+    scores = run_evaluate(synth_root, cache, trained_checkpoint, tmp_path, **{
+        "evaluate.mode": mode, "evaluate.crop_size": [48, 96], "evaluate.hflip": hflip, "evaluate.scales": list(scales),
+        "evaluate.batch_size": 2})
     assert 0 <= scores["miou"] <= 1
 
 
@@ -155,12 +170,9 @@ def test_label_lut_round_trip():
 
 
 def test_a_stale_trainid_cache_is_named(synth_root, prepared, trained_checkpoint, tmp_path):
-    import shutil
-
     cache = tmp_path / "cache"
     shutil.copytree(prepared[0], cache)
     missing = next((cache / "val").rglob("*.png"))
     missing.unlink()
     with pytest.raises(CitypipeError, match=f"{missing.name}: missing from the trainId cache"):
-        run_evaluate(str(synth_root), (), "val", cache, trained_checkpoint, CONFIG, WHOLE, CPU, 4, 0,
-                     tmp_path / "e.json", tmp_path / "p")
+        run_evaluate(synth_root, cache, trained_checkpoint, tmp_path)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from citypipe.label_png import encode_label_png
+from citypipe.prepare.label_png import encode_label_png
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (64, 128)])

@@ -6,11 +6,11 @@ from cityscapesscripts.preparation.json2labelImg import json2labelImg
 from PIL import Image
 
 from citypipe.data import layout
-from citypipe.data.class_stats import class_weights, sample_weights
 from citypipe.data.layout import cache_path
-from citypipe.data.prepare import prepare_labels
-from citypipe.data.prepare_outputs import class_table_csv
 from citypipe.errors import CitypipeError
+from citypipe.prepare.class_stats import class_weights, sample_weights
+from citypipe.prepare.label_cache import prepare_labels
+from citypipe.prepare.outputs import class_table_csv
 
 
 def test_cache_equals_cityscapesscripts_trainids_from_polygons(prepared, synth_root, tmp_path):

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from cityscapesscripts.helpers.csHelpers import getCsFileInfo
 from cityscapesscripts.helpers.labels import id2label
+from conftest import CITIES, HEIGHT, IMAGES, WIDTH
 from PIL import Image
 
 from citypipe.data import layout
-from citypipe.data.synth import synthesize
 from citypipe.labels import NUM_CLASSES, label_id_to_train_id_lut
-from conftest import CITIES, HEIGHT, IMAGES, WIDTH
+from citypipe.synth.writer import synthesize
 
 
 def _digest(root: Path) -> dict[str, str]:

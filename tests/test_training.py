@@ -3,14 +3,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import small_training
 
 from citypipe.data.sampling import EpochSampler
 from citypipe.errors import CitypipeError
 from citypipe.training import loop as loop_module
 from citypipe.training.losses import SegmentationLoss, ohem_cross_entropy
 from citypipe.training.schedule import lr_factor
-from conftest import small_training
-
 
 
 @pytest.mark.parametrize("ohem", [False, True])
@@ -89,7 +88,7 @@ def test_resume_after_a_kill_ends_like_an_uninterrupted_run(synth_root, prepared
     real = loop_module.train_one_epoch
 
     def killed_in_second_epoch(*args, **kwargs):
-        if kwargs.get("epoch", args[8] if len(args) > 8 else None) == 1:
+        if kwargs.get("epoch", args[1] if len(args) > 1 else None) == 1:
             raise KeyboardInterrupt("killed")
         return real(*args, **kwargs)
 
@@ -121,7 +120,7 @@ def test_mixed_precision_and_channels_last_branches_of_the_loop(amp_dtype):
     """The loop's CUDA fast paths (autocast, channels_last input, fp16 grad scaler), run on the CPU,
     which supports them too: the step trains, the loss stays finite, fp16 goes through the scaler."""
     from citypipe.models.deeplab import ModelConfig, build_model
-    from citypipe.training.device import Runtime
+    from citypipe.runtime import Runtime
     from citypipe.training.distributed import DistInfo
 
     torch.manual_seed(0)
@@ -137,8 +136,10 @@ def test_mixed_precision_and_channels_last_branches_of_the_loop(amp_dtype):
     unscaled_step = scaler.step
     scaler.step = lambda opt, *args, **kwargs: scaler_steps.append(1) or unscaled_step(opt, *args, **kwargs)
     state = loop_module.TrainState()
-    stats = loop_module.train_one_epoch(model, batches, optimizer, scheduler, SegmentationLoss(None, False, 0.7, 100, 0.4),
-                                        scaler, runtime, 1, 0, state, DistInfo(0, 1, 0))
+    setup = loop_module.TrainingSetup(model, model, batches, None, optimizer, scheduler,
+                                      SegmentationLoss(None, False, 0.7, 100, 0.4), scaler, runtime, DistInfo(0, 1, 0),
+                                      loop_module.LoopConfig(1, 0, 1, 1))
+    stats = loop_module.train_one_epoch(setup, 0, state)
     assert torch.isfinite(torch.tensor(stats["loss"])) and state.iteration == 2
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert len(scaler_steps) == (2 if amp_dtype == torch.float16 else 0)  # fp16 steps go through the scaler

@@ -8,7 +8,12 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from citypipe.labels import IGNORE_INDEX, NUM_CLASSES, evaluated_labels, label_id_to_train_id_lut
+from citypipe.labels import (
+    IGNORE_INDEX,
+    NUM_CLASSES,
+    evaluated_labels,
+    label_id_to_train_id_lut,
+)
 
 # trainIds of the categories whose classes all have instances (as the official script selects them)
 INSTANCE_CATEGORIES = {"human": (11, 12), "vehicle": (13, 14, 15, 16, 17, 18)}
@@ -17,7 +22,9 @@ INSTANCE_CATEGORIES = {"human": (11, 12), "vehicle": (13, 14, 15, 16, 17, 18)}
 def average_class_sizes() -> torch.Tensor:
     """(19,) float64: the official average instance size per trainId (0 for stuff classes)."""
     # the official module sets its constants up when imported: import it only when needed
-    from cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling import args as official_args
+    from cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling import (
+        args as official_args,
+    )
 
     sizes = torch.zeros(NUM_CLASSES, dtype=torch.float64)
     for label in evaluated_labels():

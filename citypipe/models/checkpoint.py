@@ -43,10 +43,6 @@ def check_config(path: Path, stored: dict[str, Any], expected: ModelConfig) -> N
             raise CitypipeError(f"{path}: checkpoint has {key}={stored.get(key)!r} but params ask for {key}={value!r}")
 
 
-def model_config_from(state: dict[str, Any]) -> ModelConfig:
-    return ModelConfig(**state["model_config"])
-
-
 def load_model(path: str | Path, expected: ModelConfig | None, device: torch.device,
                channels_last: bool = False) -> DeepLab:
     """The checkpoint's model with its weights, in eval mode on `device`.
@@ -55,7 +51,7 @@ def load_model(path: str | Path, expected: ModelConfig | None, device: torch.dev
     without it, the architecture stored in the checkpoint is built.
     """
     state = load_checkpoint(path, expected)
-    model = build_model(model_config_from(state))
+    model = build_model(ModelConfig(**state["model_config"]))
     model.load_state_dict(state["model"])
     model.to(device).eval()
     if channels_last:

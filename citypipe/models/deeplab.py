@@ -15,6 +15,7 @@ from torchvision.models.segmentation.fcn import FCNHead
 
 from citypipe.labels import NUM_CLASSES
 from citypipe.models.backbone import BACKBONES, ResNetFeatures
+from citypipe.params import ModelParams
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,10 @@ class ModelConfig:
     output_stride: int
     aux_head: bool
     num_classes: int = NUM_CLASSES
+
+    @classmethod
+    def from_params(cls, model: ModelParams) -> ModelConfig:
+        return cls(model.arch, model.backbone, model.output_stride, model.aux_head)
 
 
 def _conv_bn_relu(cin: int, cout: int, kernel: int) -> nn.Sequential:

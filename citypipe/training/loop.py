@@ -21,7 +21,7 @@ from tqdm import tqdm
 from citypipe.data.dataset import normalize
 from citypipe.data.sampling import EpochSampler
 from citypipe.errors import CitypipeError
-from citypipe.training.device import Runtime
+from citypipe.runtime import Runtime
 from citypipe.training.distributed import DistInfo, all_reduce_mean
 
 
@@ -42,30 +42,46 @@ class LoopConfig:
     val_every: int
 
 
-def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module,
-                    scaler: torch.amp.GradScaler, runtime: Runtime, grad_accum_steps: int, epoch: int,
-                    state: TrainState, dist_info: DistInfo) -> dict:
+@dataclass(frozen=True)
+class TrainingSetup:
+    """Everything one optimisation step touches, built once by the trainer."""
+
+    model: nn.Module  # the bare module: what checkpoints and validation use
+    train_model: nn.Module  # `model`, or its DDP / compiled wrapper: what the step calls
+    loader: DataLoader
+    sampler: EpochSampler
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    criterion: nn.Module
+    scaler: torch.amp.GradScaler
+    runtime: Runtime
+    dist_info: DistInfo
+    config: LoopConfig
+
+
+def train_one_epoch(setup: TrainingSetup, epoch: int, state: TrainState) -> dict:
+    runtime, dist_info, accum = setup.runtime, setup.dist_info, setup.config.grad_accum_steps
+    model, optimizer, scaler = setup.train_model, setup.optimizer, setup.scaler
     model.train()
     total_loss, batches, images_seen = torch.zeros((), device=runtime.device), 0, 0
     started = time.perf_counter()
-    steps_per_epoch = len(loader) // grad_accum_steps
-    progress = tqdm(total=steps_per_epoch * grad_accum_steps, desc=f"epoch {epoch + 1}", unit="batch",
+    steps_per_epoch = len(setup.loader) // accum
+    progress = tqdm(total=steps_per_epoch * accum, desc=f"epoch {epoch + 1}", unit="batch",
                     disable=not dist_info.is_main, leave=False)
-    for step, (images, labels) in enumerate(loader):
-        if step >= steps_per_epoch * grad_accum_steps:
+    for step, (images, labels) in enumerate(setup.loader):
+        if step >= steps_per_epoch * accum:
             break  # a trailing partial accumulation would change the effective batch
         images = images.to(runtime.device, non_blocking=True)
         labels = labels.to(runtime.device, non_blocking=True).long()  # (N, h, w)
         x = normalize(images)  # (N, 3, h, w)
         if runtime.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        last_micro_step = (step + 1) % grad_accum_steps == 0
+        last_micro_step = (step + 1) % accum == 0
         sync = last_micro_step or not isinstance(model, DistributedDataParallel)
         with (model.no_sync() if not sync else contextlib.nullcontext()), runtime.autocast():
-            loss = criterion(model(x), labels) / grad_accum_steps
+            loss = setup.criterion(model(x), labels) / accum
         scaler.scale(loss).backward() if scaler.is_enabled() else loss.backward()
-        step_loss = all_reduce_mean(loss.detach() * grad_accum_steps, dist_info)
+        step_loss = all_reduce_mean(loss.detach() * accum, dist_info)
         if not torch.isfinite(step_loss):
             raise CitypipeError(f"train: non-finite loss ({float(step_loss)}) at epoch {epoch + 1}, "
                                 f"batch {step + 1}; lower train.lr, or use device.amp: bf16 instead of fp16")
@@ -76,7 +92,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
             else:
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
+            setup.scheduler.step()
             state.iteration += 1
         total_loss += step_loss
         batches += 1
@@ -89,19 +105,17 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
             "seconds": seconds, "images_per_second": images_seen / seconds}
 
 
-def fit(model: nn.Module, train_model: nn.Module, loader: DataLoader, sampler: EpochSampler,
-        optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module,
-        scaler: torch.amp.GradScaler, runtime: Runtime, config: LoopConfig, state: TrainState, dist_info: DistInfo,
-        validate: Callable[[], dict], on_epoch_end: Callable[[TrainState, bool], None]) -> TrainState:
-    """Train from `state.epoch` to `config.epochs`; `model` is the bare module, `train_model` it or its DDP wrapper.
+def fit(setup: TrainingSetup, state: TrainState, validate: Callable[[], dict],
+        on_epoch_end: Callable[[TrainState, bool], None]) -> TrainState:
+    """Train from `state.epoch` to `setup.config.epochs`.
 
     `validate()` returns scores ({"miou", "pixel_acc", ...}); `on_epoch_end(state, is_best)` saves.
     """
+    config = setup.config
     for epoch in range(state.epoch, config.epochs):
-        sampler.set_epoch(epoch)
+        setup.sampler.set_epoch(epoch)
         torch.manual_seed(config.seed * 1_000_003 + epoch)  # dropout: a function of (seed, epoch)
-        row = {"epoch": epoch + 1, **train_one_epoch(train_model, loader, optimizer, scheduler, criterion, scaler,
-                                                     runtime, config.grad_accum_steps, epoch, state, dist_info)}
+        row = {"epoch": epoch + 1, **train_one_epoch(setup, epoch, state)}
         is_best = False
         if (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs:
             scores = validate()

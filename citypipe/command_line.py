@@ -1,4 +1,4 @@
-"""What every stage script shares: a one-line error and a non-zero exit for bad input."""
+"""What the stage scripts and the `citypipe` command share: one-line errors and common click options."""
 from __future__ import annotations
 
 import functools

@@ -17,9 +17,9 @@ from PIL import Image
 from citypipe.atomic import atomic_dir
 from citypipe.data import layout
 from citypipe.errors import CitypipeError
-from citypipe.label_png import encode_label_png
-from citypipe.parallel import map_with_progress
 from citypipe.labels import NUM_CLASSES, label_id_to_train_id_lut, valid_label_ids
+from citypipe.parallel import map_with_progress
+from citypipe.prepare.label_png import encode_label_png
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Assemble and run training from the params sections: data, model, optimisation, outputs."""
+"""The train stage's work: assemble model, data, optimisation and outputs from the params sections, then fit."""
 from __future__ import annotations
 
 import hashlib
@@ -15,17 +15,24 @@ from citypipe.data.dataset import EvalFrames, TrainCrops
 from citypipe.data.sampling import EpochSampler
 from citypipe.data.transforms import TrainTransform
 from citypipe.errors import CitypipeError
-from citypipe.evaluation.inference import InferenceConfig
-from citypipe.evaluation.run import evaluate
+from citypipe.evaluation.evaluate import evaluate
 from citypipe.evaluation.scores import compute_scores
-from citypipe.labels import NUM_CLASSES, class_names
+from citypipe.labels import class_names
 from citypipe.models.checkpoint import load_checkpoint, save_checkpoint
 from citypipe.models.deeplab import ModelConfig, build_model
-from citypipe.params import (DataParams, DeviceParams, EvaluateParams, ModelParams, TrainParams,
-                             section_dict)
-from citypipe.training.device import Runtime, runtime_for
+from citypipe.params import (
+    DataParams,
+    DeviceParams,
+    EvaluateParams,
+    ModelParams,
+    TrainParams,
+    section_dict,
+)
+from citypipe.prediction.inference import InferenceConfig
+from citypipe.prediction.predictor import Predictor
+from citypipe.runtime import Runtime, runtime_for
 from citypipe.training.distributed import DistInfo, barrier, init_distributed
-from citypipe.training.loop import LoopConfig, TrainState, fit
+from citypipe.training.loop import LoopConfig, TrainingSetup, TrainState, fit
 from citypipe.training.losses import SegmentationLoss
 from citypipe.training.optim import build_optimizer
 from citypipe.training.outputs import write_train_outputs
@@ -40,14 +47,6 @@ class TrainPaths:
     checkpoints: Path  # last.pt, best.pt
     plots: Path  # loss.tsv, val.tsv
     metrics: Path  # metrics/train.json
-
-
-def model_config(model: ModelParams) -> ModelConfig:
-    return ModelConfig(model.arch, model.backbone, model.output_stride, model.aux_head)
-
-
-def inference_config(p: EvaluateParams) -> InferenceConfig:
-    return InferenceConfig(p.mode, p.size, p.crop_size, p.stride, p.hflip, p.scales)
 
 
 def read_weights(path: Path, keys: list[str], what: str) -> torch.Tensor:
@@ -86,7 +85,7 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
     dist_info = init_distributed("cuda" if device.type in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     runtime = runtime_for(device, dist_info.local_rank)
     torch.manual_seed(train.seed)  # initial weights: a function of the seed
-    config = model_config(model_params)
+    config = ModelConfig.from_params(model_params)
     model = build_model(config, model_params.pretrained, model_params.weights_file)
     if dist_info.world_size > 1 and runtime.device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # SyncBN works on GPU modules only
@@ -114,9 +113,10 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
     if device.compile and runtime.device.type == "cuda":
         train_model = torch.compile(train_model)
 
+    predictor = Predictor(model, runtime, InferenceConfig.from_params(evaluate_params))
+
     def validate() -> dict:
-        cm = evaluate(model, val_loader, runtime, inference_config(evaluate_params), NUM_CLASSES, dist_info.is_main)
-        return compute_scores(cm)
+        return compute_scores(evaluate(predictor, val_loader, dist_info.is_main))
 
     def on_epoch_end(state: TrainState, is_best: bool) -> None:
         if dist_info.is_main:
@@ -127,9 +127,9 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
             write_train_outputs(state.history, state.best_miou, state.best_epoch, paths.plots, paths.metrics)
         barrier(dist_info)
 
-    loop = LoopConfig(train.epochs, train.seed, train.grad_accum_steps, train.val_every)
-    state = fit(model, train_model, train_loader, sampler, optimizer, scheduler, criterion, scaler, runtime, loop,
-                state, dist_info, validate, on_epoch_end)
+    setup = TrainingSetup(model, train_model, train_loader, sampler, optimizer, scheduler, criterion, scaler, runtime,
+                          dist_info, LoopConfig(train.epochs, train.seed, train.grad_accum_steps, train.val_every))
+    state = fit(setup, state, validate, on_epoch_end)
     if dist_info.is_main:  # also after resuming a finished run: DVC removed the old metrics and plots
         write_train_outputs(state.history, state.best_miou, state.best_epoch, paths.plots, paths.metrics)
     return state

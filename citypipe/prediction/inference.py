@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from citypipe.data.dataset import normalize
+from citypipe.params import EvaluateParams
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,10 @@ class InferenceConfig:
     stride: tuple[int, int]
     hflip: bool
     scales: tuple[float, ...]
+
+    @classmethod
+    def from_params(cls, evaluate: EvaluateParams) -> InferenceConfig:
+        return cls(evaluate.mode, evaluate.size, evaluate.crop_size, evaluate.stride, evaluate.hflip, evaluate.scales)
 
 
 def _forward(model: nn.Module, x: torch.Tensor, hflip: bool) -> torch.Tensor:

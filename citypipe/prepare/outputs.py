@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from citypipe.atomic import write_json, write_text
-from citypipe.data import class_stats
 from citypipe.labels import class_names
+from citypipe.prepare import class_stats
 
 
 def class_table_csv(counts: np.ndarray) -> str:

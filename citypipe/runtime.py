@@ -1,4 +1,8 @@
-"""Device selection and the CUDA fast paths (autocast, channels_last, cudnn benchmark)."""
+"""Where and how a stage runs its model: device, precision (autocast), channels_last, cudnn benchmark, threads.
+
+Every stage that runs a model (train, evaluate, visualize, export-submission, `citypipe infer`) builds
+one `Runtime` from params.yaml's `device` section.
+"""
 from __future__ import annotations
 
 import contextlib

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from citypipe.data.synth_scene import SceneObject
+from citypipe.synth.scene import SceneObject
 
 # (mean RGB choices, per-object jitter std, texture kind, texture amplitude)
 _LOOKS: dict[str, tuple[tuple[tuple[int, int, int], ...], float, str, float]] = {

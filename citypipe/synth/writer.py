@@ -17,9 +17,9 @@ from cityscapesscripts.preparation.json2labelImg import createLabelImage
 
 from citypipe.atomic import atomic_dir, atomic_path, write_png
 from citypipe.data import layout
-from citypipe.data.synth_render import object_index_map, render_image
-from citypipe.data.synth_scene import GUEST_CLASSES, make_scene
 from citypipe.parallel import map_with_progress
+from citypipe.synth.render import object_index_map, render_image
+from citypipe.synth.scene import GUEST_CLASSES, make_scene
 
 _SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 

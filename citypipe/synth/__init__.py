@@ -1,0 +1,1 @@
+"""citypipe.synth: CitySynth, the embedded dataset in the official Cityscapes layout."""
