@@ -161,6 +161,7 @@ class EvaluateParams:
     stride: Size
     hflip: bool  # average with the flipped prediction
     scales: tuple[float, ...]  # multi-scale averaging, relative to `size` / the original
+    amp: bool  # predict under device.amp's autocast; false = fp32, as the official numbers are scored
     batch_size: int
     workers: int
 

@@ -44,16 +44,21 @@ def official_evaluator(monkeypatch):
     return official
 
 
-def small_training(synth_root: Path, prepared: tuple[Path, dict], out: Path, **overrides):
-    """A function that trains DeepLabV3+ ResNet-18 on the fixture data into `out` (2 short CPU epochs)."""
+def small_training(synth_root: Path, prepared: tuple[Path, dict], out: Path, prepared_weights: Path | None = None,
+                   **overrides):
+    """A function that trains DeepLabV3+ ResNet-18 on the fixture data into `out` (2 short CPU epochs).
+
+    The class and sample weights are written into `out/weights`, or read from `prepared_weights`.
+    """
     from citypipe.params import load_params
     from citypipe.prepare.outputs import write_prepare_outputs
     from citypipe.training.trainer import TrainPaths, run_training
 
     cache, results = prepared
-    weights = out / "weights"
-    write_prepare_outputs(results["train"][1], results["train"][0], "inverse_log", 1.02, "rare_class",
-                          weights / "table.csv", weights / "class.json", weights / "sample.json")
+    weights = prepared_weights or out / "weights"
+    if prepared_weights is None:
+        write_prepare_outputs(results["train"][1], results["train"][0], "inverse_log", 1.02, "rare_class",
+                              weights / "table.csv", weights / "class.json", weights / "sample.json")
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml", {
         "data.root": str(synth_root), "train.epochs": 2, "train.batch_size": 2, "train.base_size": [64, 128],
         "train.crop_size": [64, 128], "evaluate.size": [64, 128], "train.workers": 0, "evaluate.workers": 0,

@@ -176,3 +176,46 @@ def test_a_stale_trainid_cache_is_named(synth_root, prepared, trained_checkpoint
     missing.unlink()
     with pytest.raises(CitypipeError, match=f"{missing.name}: missing from the trainId cache"):
         run_evaluate(synth_root, cache, trained_checkpoint, tmp_path)
+
+
+def test_submission_zip_depends_only_on_the_predictions(tmp_path):
+    """An identical rerun must leave the zip's bytes (its DVC hash) unchanged, whatever the file times."""
+    import os
+    import zipfile
+
+    from citypipe.submission.files import zip_folder
+
+    folder = tmp_path / "labelIds"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((8, 16), 7 + i, np.uint8)).save(folder / f"city_000000_00001{i}_leftImg8bit.png")
+    zip_folder(folder, tmp_path / "a.zip")
+    for path in folder.iterdir():
+        os.utime(path, (1_900_000_000, 1_900_000_000))
+    zip_folder(folder, tmp_path / "b.zip")
+    assert (tmp_path / "a.zip").read_bytes() == (tmp_path / "b.zip").read_bytes()
+    with zipfile.ZipFile(tmp_path / "a.zip") as archive:
+        assert sorted(archive.namelist()) == sorted(p.name for p in folder.iterdir())
+        assert archive.read(archive.namelist()[0]) == (folder / archive.namelist()[0]).read_bytes()
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_evaluate_amp_decides_whether_prediction_runs_under_autocast(amp):
+    """evaluate.amp: false scores in fp32 even where device.amp asks for bf16 (the official path)."""
+    from torch import nn
+
+    from citypipe.prediction.inference import InferenceConfig
+    from citypipe.prediction.predictor import Predictor
+    from citypipe.runtime import Runtime
+
+    seen = []
+
+    class Probe(nn.Module):
+        def forward(self, x):
+            seen.append(torch.is_autocast_enabled("cpu"))
+            return {"out": torch.zeros(x.shape[0], 19, *x.shape[-2:])}
+
+    predictor = Predictor(Probe(), Runtime(torch.device("cpu"), torch.bfloat16, False),
+                          InferenceConfig("whole", (8, 16), (8, 16), (8, 16), False, (1.0,)), amp)
+    predictor.predict(torch.zeros(1, 3, 8, 16, dtype=torch.uint8))
+    assert seen == [amp]

@@ -6,6 +6,7 @@ written once.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -30,20 +31,22 @@ class Predictor:
     model: nn.Module
     runtime: Runtime
     inference: InferenceConfig
+    amp: bool  # autocast as runtime says; False scores in fp32 (the official numbers' precision)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Path, model: ModelParams, evaluate: EvaluateParams,
                         runtime: Runtime) -> Predictor:
         """The checkpoint's model (its architecture checked against params), predicting as `evaluate` says."""
         loaded = load_model(checkpoint, ModelConfig.from_params(model), runtime.device, runtime.channels_last)
-        return cls(loaded, runtime, InferenceConfig.from_params(evaluate))
+        return cls(loaded, runtime, InferenceConfig.from_params(evaluate), evaluate.amp)
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) uint8 images on the device -> (N, H, W) uint8 trainIds."""
         self.model.eval()
         if self.runtime.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        return predict(self.model, images, self.inference, NUM_CLASSES, self.runtime.autocast())
+        autocast = self.runtime.autocast() if self.amp else contextlib.nullcontext()
+        return predict(self.model, images, self.inference, NUM_CLASSES, autocast)
 
     def frames(self, loader: DataLoader, desc: str, show_progress: bool = True) -> Iterator[tuple[dict, torch.Tensor]]:
         """Yields (batch, (N, H, W) uint8 trainId predictions on the device)."""

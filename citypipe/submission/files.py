@@ -26,11 +26,20 @@ def to_label_ids(train_ids: np.ndarray) -> np.ndarray:
     return train_id_to_label_id_lut()[train_ids]
 
 
+# Every entry gets this date and mode, so the same predictions always give the same zip bytes (and
+# DVC hash): ZipFile.write would store each file's mtime, which changes on every identical rerun.
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip can hold
+ZIP_MODE = 0o644
+
+
 def zip_folder(folder: Path, zip_path: Path) -> None:
     with atomic_path(zip_path) as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with zipfile.ZipFile(tmp, "w") as archive:
             for path in sorted(Path(folder).glob("*.png")):
-                archive.write(path, arcname=path.name)
+                entry = zipfile.ZipInfo(path.name, date_time=ZIP_DATE)
+                entry.compress_type = zipfile.ZIP_DEFLATED
+                entry.external_attr = ZIP_MODE << 16
+                archive.writestr(entry, path.read_bytes())
 
 
 def validate_submission(folder: Path, samples: list[layout.Sample]) -> None:

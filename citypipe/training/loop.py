@@ -66,8 +66,9 @@ def train_one_epoch(setup: TrainingSetup, epoch: int, state: TrainState) -> dict
     total_loss, batches, images_seen = torch.zeros((), device=runtime.device), 0, 0
     started = time.perf_counter()
     steps_per_epoch = len(setup.loader) // accum
+    # a bar on a terminal only (disable=None): logs (dvc queue logs, CI) get the per-epoch line instead
     progress = tqdm(total=steps_per_epoch * accum, desc=f"epoch {epoch + 1}", unit="batch",
-                    disable=not dist_info.is_main, leave=False)
+                    disable=None if dist_info.is_main else True, leave=False)
     for step, (images, labels) in enumerate(setup.loader):
         if step >= steps_per_epoch * accum:
             break  # a trailing partial accumulation would change the effective batch
@@ -114,8 +115,16 @@ def fit(setup: TrainingSetup, state: TrainState, validate: Callable[[], dict],
     config = setup.config
     for epoch in range(state.epoch, config.epochs):
         setup.sampler.set_epoch(epoch)
-        torch.manual_seed(config.seed * 1_000_003 + epoch)  # dropout: a function of (seed, epoch)
-        row = {"epoch": epoch + 1, **train_one_epoch(setup, epoch, state)}
+        # dropout draws from the global torch stream; nothing else in the loop does (the loaders have
+        # their own generators), so it is a function of (seed, epoch) wherever a run was resumed
+        torch.manual_seed(config.seed * 1_000_003 + epoch)
+        stats = train_one_epoch(setup, epoch, state)
+        # timings go to the log only: what DVC hashes (checkpoints, series) must depend on deps and params alone
+        seconds, images_per_second = stats.pop("seconds"), stats.pop("images_per_second")
+        if setup.dist_info.is_main:
+            print(f"train: epoch {epoch + 1}/{config.epochs} loss {stats['loss']:.4f} lr {stats['lr']:.3g} "
+                  f"({seconds:.1f} s, {images_per_second:.1f} img/s)", flush=True)
+        row = {"epoch": epoch + 1, **stats}
         is_best = False
         if (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs:
             scores = validate()

@@ -18,7 +18,7 @@ def history_tsv(history: list[dict], columns: tuple[str, ...]) -> str:
 
 def write_train_outputs(history: list[dict], best_miou: float, best_epoch: int, plots_dir: Path, metrics_path: Path) -> None:
     plots_dir = Path(plots_dir)
-    write_text(plots_dir / "loss.tsv", history_tsv(history, ("epoch", "loss", "lr", "seconds", "images_per_second")))
+    write_text(plots_dir / "loss.tsv", history_tsv(history, ("epoch", "loss", "lr")))
     write_text(plots_dir / "val.tsv", history_tsv(history, ("epoch", "val_miou", "val_pixel_acc")))
     last = history[-1]
     last_val = next((r for r in reversed(history) if "val_miou" in r), {})

@@ -1,12 +1,14 @@
 """The train stage's work: assemble model, data, optimisation and outputs from the params sections, then fit."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
@@ -72,28 +74,32 @@ def make_loaders(data: DataParams, train: TrainParams, evaluate_params: Evaluate
         raise CitypipeError(f"train.batch_size: {train.batch_size} is more than the {len(sampler)} training images per process")
     pin = runtime.device.type == "cuda"
     extra = {"persistent_workers": True, "prefetch_factor": 4} if train.workers > 0 else {}
+    # Each loader gets its own generator: a DataLoader iterator otherwise draws its workers' base seed
+    # from the global torch stream that dropout uses, once per epoch without persistent workers and
+    # only in a process's first epoch with them, so results would depend on the worker count and on
+    # where a run was resumed. (Augmentation draws come from the sampler's seeds, not from workers.)
     train_loader = DataLoader(TrainCrops(samples, paths.cache, transform), batch_size=train.batch_size, sampler=sampler,
-                              num_workers=train.workers, pin_memory=pin, drop_last=True, **extra)
+                              num_workers=train.workers, pin_memory=pin, drop_last=True,
+                              generator=torch.Generator().manual_seed(train.seed), **extra)
     val_samples = layout.find_samples(data.root, evaluate_params.split, data.cities)[dist_info.rank::dist_info.world_size]
     val_loader = DataLoader(EvalFrames(val_samples, paths.cache), batch_size=evaluate_params.batch_size,
-                            num_workers=evaluate_params.workers, pin_memory=pin)
+                            num_workers=evaluate_params.workers, pin_memory=pin,
+                            generator=torch.Generator().manual_seed(train.seed))
     return train_loader, sampler, val_loader
 
 
-def run_training(data: DataParams, model_params: ModelParams, train: TrainParams, evaluate_params: EvaluateParams,
-                 device: DeviceParams, paths: TrainPaths) -> TrainState:
-    dist_info = init_distributed("cuda" if device.type in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-    runtime = runtime_for(device, dist_info.local_rank)
-    torch.manual_seed(train.seed)  # initial weights: a function of the seed
-    config = ModelConfig.from_params(model_params)
-    model = build_model(config, model_params.pretrained, model_params.weights_file)
+def build_training_model(model_params: ModelParams, seed: int, runtime: Runtime, dist_info: DistInfo) -> nn.Module:
+    torch.manual_seed(seed)  # initial weights: a function of the seed
+    model = build_model(ModelConfig.from_params(model_params), model_params.pretrained, model_params.weights_file)
     if dist_info.world_size > 1 and runtime.device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # SyncBN works on GPU modules only
     model.to(runtime.device)
-    if runtime.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    train_loader, sampler, val_loader = make_loaders(data, train, evaluate_params, paths, runtime, dist_info)
+    return model.to(memory_format=torch.channels_last) if runtime.channels_last else model
 
+
+def build_setup(model: nn.Module, train: TrainParams, device: DeviceParams, paths: TrainPaths, loaders: tuple,
+                runtime: Runtime, dist_info: DistInfo) -> TrainingSetup:
+    train_loader, sampler, _ = loaders
     class_weights = read_weights(paths.class_weights, class_names(), "class weights") if train.class_weights else None
     criterion = SegmentationLoss(class_weights, train.ohem, train.ohem_thresh, train.ohem_min_kept,
                                  train.aux_weight).to(runtime.device)
@@ -103,32 +109,39 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(
         it, total_iters, train.schedule, train.poly_power, train.warmup_iters, train.warmup_ratio, train.min_lr / train.lr))
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
-
-    run_params = {"data": section_dict(data), "model": section_dict(model_params), "train": section_dict(train),
-                  "fingerprint": run_fingerprint(paths)}
-    state = resume_state(paths.checkpoints / "last.pt", config, run_params, model, optimizer, scheduler, scaler)
     train_model = model
     if dist_info.world_size > 1:
         train_model = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
     if device.compile and runtime.device.type == "cuda":
         train_model = torch.compile(train_model)
+    return TrainingSetup(model, train_model, train_loader, sampler, optimizer, scheduler, criterion, scaler, runtime,
+                         dist_info, LoopConfig(train.epochs, train.seed, train.grad_accum_steps, train.val_every))
 
-    predictor = Predictor(model, runtime, InferenceConfig.from_params(evaluate_params))
+
+def run_training(data: DataParams, model_params: ModelParams, train: TrainParams, evaluate_params: EvaluateParams,
+                 device: DeviceParams, paths: TrainPaths) -> TrainState:
+    """The train stage: fit from scratch, or resume this run's `last.pt`; write checkpoints, series and metrics."""
+    dist_info = init_distributed("cuda" if device.type in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    runtime = runtime_for(device, dist_info.local_rank)
+    model = build_training_model(model_params, train.seed, runtime, dist_info)
+    loaders = make_loaders(data, train, evaluate_params, paths, runtime, dist_info)
+    setup = build_setup(model, train, device, paths, loaders, runtime, dist_info)
+    run_params = {"data": section_dict(data), "model": section_dict(model_params), "train": section_dict(train),
+                  "fingerprint": run_fingerprint(paths)}
+    state = resume_state(paths.checkpoints, run_params, setup)
+    predictor = Predictor(model, runtime, InferenceConfig.from_params(evaluate_params), evaluate_params.amp)
 
     def validate() -> dict:
-        return compute_scores(evaluate(predictor, val_loader, dist_info.is_main))
+        return compute_scores(evaluate(predictor, loaders[2], dist_info.is_main))
 
     def on_epoch_end(state: TrainState, is_best: bool) -> None:
         if dist_info.is_main:
-            checkpoint = make_checkpoint(model, optimizer, scheduler, scaler, state, config, run_params)
-            save_checkpoint(paths.checkpoints / "last.pt", checkpoint)
-            if is_best:
-                save_checkpoint(paths.checkpoints / "best.pt", checkpoint)
+            if is_best:  # best first: a last.pt on disk never points to a best.pt that is not there yet
+                save_checkpoint(paths.checkpoints / "best.pt", inference_checkpoint(model, state, run_params))
+            save_checkpoint(paths.checkpoints / "last.pt", training_checkpoint(setup, state, run_params))
             write_train_outputs(state.history, state.best_miou, state.best_epoch, paths.plots, paths.metrics)
         barrier(dist_info)
 
-    setup = TrainingSetup(model, train_model, train_loader, sampler, optimizer, scheduler, criterion, scaler, runtime,
-                          dist_info, LoopConfig(train.epochs, train.seed, train.grad_accum_steps, train.val_every))
     state = fit(setup, state, validate, on_epoch_end)
     if dist_info.is_main:  # also after resuming a finished run: DVC removed the old metrics and plots
         write_train_outputs(state.history, state.best_miou, state.best_epoch, paths.plots, paths.metrics)
@@ -146,32 +159,57 @@ def run_fingerprint(paths: TrainPaths) -> str:
     return digest.hexdigest()
 
 
-def make_checkpoint(model, optimizer, scheduler, scaler, state: TrainState, config: ModelConfig, run_params: dict) -> dict:
+def training_checkpoint(setup: TrainingSetup, state: TrainState, run_params: dict) -> dict:
+    """last.pt: everything a resumed run needs. Randomness needs no saved state: every epoch reseeds
+    its streams from (seed, epoch)."""
     return {
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(), "epoch": state.epoch, "iteration": state.iteration,
-        "history": state.history, "best_miou": state.best_miou, "best_epoch": state.best_epoch,
-        "rng": {"torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-        "model_config": {**config.__dict__}, "params": run_params,
+        "model": setup.model.state_dict(), "optimizer": setup.optimizer.state_dict(),
+        "scheduler": setup.scheduler.state_dict(), "scaler": setup.scaler.state_dict(),
+        "epoch": state.epoch, "iteration": state.iteration, "history": state.history,
+        "best_miou": state.best_miou, "best_epoch": state.best_epoch,
+        "model_config": dataclasses.asdict(setup.model.config), "params": run_params,
     }
 
 
-def resume_state(path: Path, config: ModelConfig, run_params: dict, model, optimizer, scheduler, scaler) -> TrainState:
-    """Continue from `last` when it was trained with the same params; otherwise start fresh."""
+def inference_checkpoint(model: nn.Module, state: TrainState, run_params: dict) -> dict:
+    """best.pt: what inference needs (weights, architecture, params), without the optimizer state."""
+    return {"model": model.state_dict(), "model_config": dataclasses.asdict(model.config), "params": run_params,
+            "epoch": state.epoch, "miou": state.best_miou}
+
+
+def resume_state(checkpoints: Path, run_params: dict, setup: TrainingSetup) -> TrainState:
+    """Continue from `last.pt` when this same run wrote it; otherwise start fresh.
+
+    Training is deterministic, so starting fresh recreates exactly what a lost or broken checkpoint
+    held: an unreadable `last.pt`, or a `best.pt` that is missing or not this run's best, restarts.
+    """
+    path = checkpoints / "last.pt"
     if not path.is_file():
         return TrainState()
-    checkpoint = load_checkpoint(path)
-    if checkpoint.get("params") != run_params or checkpoint["model_config"] != config.__dict__:
+    try:
+        checkpoint = load_checkpoint(path)
+    except CitypipeError as error:
+        print(f"train: {error}; starting from scratch")
+        return TrainState()
+    if checkpoint.get("params") != run_params or checkpoint["model_config"] != dataclasses.asdict(setup.model.config):
         print(f"train: {path} was trained with other params; starting from scratch")
         return TrainState()
-    model.load_state_dict(checkpoint["model"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    scheduler.load_state_dict(checkpoint["scheduler"])
-    scaler.load_state_dict(checkpoint["scaler"])
-    torch.set_rng_state(checkpoint["rng"]["torch"])
-    if checkpoint["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+    if checkpoint["best_epoch"] and not is_best_of_run(checkpoints / "best.pt", checkpoint["best_epoch"], run_params):
+        print(f"train: {checkpoints / 'best.pt'} is missing or not this run's best (epoch {checkpoint['best_epoch']}); "
+              "training from scratch recreates it exactly")
+        return TrainState()
+    setup.model.load_state_dict(checkpoint["model"])
+    setup.optimizer.load_state_dict(checkpoint["optimizer"])
+    setup.scheduler.load_state_dict(checkpoint["scheduler"])
+    setup.scaler.load_state_dict(checkpoint["scaler"])
     print(f"train: resuming from {path} after epoch {checkpoint['epoch']}")
     return TrainState(checkpoint["epoch"], checkpoint["iteration"], list(checkpoint["history"]),
                       checkpoint["best_miou"], checkpoint["best_epoch"])
+
+
+def is_best_of_run(path: Path, best_epoch: int, run_params: dict) -> bool:
+    try:
+        best = load_checkpoint(path)
+    except CitypipeError:
+        return False
+    return best.get("epoch") == best_epoch and best.get("params") == run_params
