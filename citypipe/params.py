@@ -110,7 +110,7 @@ class TrainParams:
     base_size: Size  # image size at scale 1.0 before random scaling (H, W)
     scale_range: tuple[float, float]
     crop_size: Size
-    cat_max_ratio: float  # retry crops where one class covers more than this share (1.0 = off)
+    cat_max_ratio: float  # retry crops with < 2 classes or one class at this share or more (1.0 = off)
     hflip: float  # probability
     photometric: bool
     optimizer: Literal["sgd", "adamw"]
