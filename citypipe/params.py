@@ -129,7 +129,7 @@ class TrainParams:
     class_weights: bool  # use prepare-labels' class weights in the loss
     ohem: bool
     ohem_thresh: float
-    ohem_min_kept: int
+    ohem_min_kept: int  # per image: a batch of N keeps at least the N x this hardest pixels (mmseg)
     aux_weight: float
     sampler: Literal["weighted", "uniform"]
     val_every: int
