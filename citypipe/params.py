@@ -97,7 +97,7 @@ class ModelParams:
     arch: Literal["deeplabv3", "deeplabv3plus"]
     backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101"]
     output_stride: Literal[8, 16]
-    pretrained: bool  # ImageNet backbone weights through torchvision's weights API
+    pretrained: Literal["none", "IMAGENET1K_V1", "IMAGENET1K_V2"]  # torchvision's ImageNet weights (V2: resnet50/101 only)
     weights_file: str  # a local backbone state dict (torchvision keys); "" = none
     aux_head: bool  # auxiliary FCN head on layer3
 
@@ -129,7 +129,7 @@ class TrainParams:
     class_weights: bool  # use prepare-labels' class weights in the loss
     ohem: bool
     ohem_thresh: float
-    ohem_min_kept: int  # per image: a batch of N keeps at least the N x this hardest pixels (mmseg)
+    ohem_min_kept: int  # per image: a batch of N keeps at least N x this hardest pixels (mmseg)
     aux_weight: float
     sampler: Literal["weighted", "uniform"]
     val_every: int
