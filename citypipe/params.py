@@ -125,7 +125,7 @@ class TrainParams:
     min_lr: float  # the schedule's floor
     warmup_iters: int
     warmup_ratio: float  # lr at iteration 0 = lr * warmup_ratio
-    grad_accum_steps: int
+    grad_accum_steps: int  # BatchNorm still normalises each micro-batch alone: not a larger batch (README)
     class_weights: bool  # use prepare-labels' class weights in the loss
     ohem: bool
     ohem_thresh: float
