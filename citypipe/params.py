@@ -97,7 +97,7 @@ class ModelParams:
     arch: Literal["deeplabv3", "deeplabv3plus"]
     backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101"]
     output_stride: Literal[8, 16]
-    pretrained: bool  # ImageNet backbone weights through torchvision's weights API
+    pretrained: Literal["none", "IMAGENET1K_V1", "IMAGENET1K_V2"]  # torchvision's ImageNet weights (V2: resnet50/101 only)
     weights_file: str  # a local backbone state dict (torchvision keys); "" = none
     aux_head: bool  # auxiliary FCN head on layer3
 
@@ -110,7 +110,7 @@ class TrainParams:
     base_size: Size  # image size at scale 1.0 before random scaling (H, W)
     scale_range: tuple[float, float]
     crop_size: Size
-    cat_max_ratio: float  # retry crops where one class covers more than this share (1.0 = off)
+    cat_max_ratio: float  # retry crops with < 2 classes or one class at this share or more (1.0 = off)
     hflip: float  # probability
     photometric: bool
     optimizer: Literal["sgd", "adamw"]
@@ -125,11 +125,11 @@ class TrainParams:
     min_lr: float  # the schedule's floor
     warmup_iters: int
     warmup_ratio: float  # lr at iteration 0 = lr * warmup_ratio
-    grad_accum_steps: int
+    grad_accum_steps: int  # BatchNorm still normalises each micro-batch alone: not a larger batch (README)
     class_weights: bool  # use prepare-labels' class weights in the loss
     ohem: bool
     ohem_thresh: float
-    ohem_min_kept: int
+    ohem_min_kept: int  # per image: a batch of N keeps at least N x this hardest pixels (mmseg)
     aux_weight: float
     sampler: Literal["weighted", "uniform"]
     val_every: int

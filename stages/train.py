@@ -27,7 +27,7 @@ from citypipe.training.trainer import TrainPaths, run_training
 @click.option("--device", "device_type", default=None, help="Override device.type (auto, cpu, cuda, mps).")
 @click.option("--grad-accum-steps", type=int, default=None, help="Override train.grad_accum_steps.")
 @click.option("--filter-city", multiple=True, help="Override data.cities (repeatable).")
-@click.option("--no-pretrained", is_flag=True, help="Set model.pretrained false and model.weights_file empty.")
+@click.option("--no-pretrained", is_flag=True, help="Set model.pretrained none and model.weights_file empty.")
 @reports_errors
 def main(params_path, cache, class_weights, sample_weights, checkpoints, plots, metrics, data_root, num_epochs,
          batch_size, image_size, device_type, grad_accum_steps, filter_city, no_pretrained) -> None:
@@ -38,7 +38,7 @@ def main(params_path, cache, class_weights, sample_weights, checkpoints, plots, 
         overrides.update({"train.base_size": list(image_size), "train.crop_size": list(image_size),
                           "evaluate.size": list(image_size)})
     if no_pretrained:
-        overrides.update({"model.pretrained": False, "model.weights_file": ""})
+        overrides.update({"model.pretrained": "none", "model.weights_file": ""})
     p = load_params(params_path, {k: v for k, v in overrides.items() if v is not None})
     paths = TrainPaths(Path(cache), Path(class_weights), Path(sample_weights), Path(checkpoints), Path(plots), Path(metrics))
     state = run_training(p.data, p.model, p.train, p.evaluate, p.device, paths)

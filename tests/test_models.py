@@ -1,12 +1,18 @@
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
+import yaml
 
 from citypipe.errors import CitypipeError
 from citypipe.models.checkpoint import load_checkpoint, save_checkpoint
 from citypipe.models.deeplab import ModelConfig, aspp_rates, build_model
+from citypipe.params import params_from_dict
+from citypipe.profiles import apply_profile, read_profile
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("arch", ["deeplabv3", "deeplabv3plus"])
@@ -50,16 +56,54 @@ def test_weights_file_errors(tmp_path):
         build_model(ModelConfig("deeplabv3", "resnet18", 16, False), weights_file=str(path))
 
 
-def test_pretrained_weights_go_through_torchvision_weights_api(monkeypatch):
+def fake_downloads(monkeypatch, marker: float) -> list:
+    """Every weights enum's get_state_dict returns a fresh torchvision model of its backbone, conv1 = marker."""
     calls = []
 
     def fake_get_state_dict(self, progress=True, check_hash=True):
         calls.append(self)
-        return torchvision.models.resnet18(weights=None).state_dict()
+        builder = {torchvision.models.ResNet18_Weights: torchvision.models.resnet18,
+                   torchvision.models.ResNet34_Weights: torchvision.models.resnet34,
+                   torchvision.models.ResNet50_Weights: torchvision.models.resnet50,
+                   torchvision.models.ResNet101_Weights: torchvision.models.resnet101}[type(self)]
+        resnet = builder(weights=None)
+        torch.nn.init.constant_(resnet.conv1.weight, marker)
+        return resnet.state_dict()
 
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", fake_get_state_dict)
-    build_model(ModelConfig("deeplabv3", "resnet18", 16, False), pretrained=True)
-    assert calls == [torchvision.models.ResNet18_Weights.IMAGENET1K_V1]
+    return calls
+
+
+def test_the_profile_fetches_torchvision_v1_weights(monkeypatch):
+    calls = fake_downloads(monkeypatch, 0.25)
+    text, _ = apply_profile((REPO / "params.yaml").read_text(), read_profile(REPO / "profiles" / "cityscapes.yaml"))
+    model = params_from_dict(yaml.safe_load(text)).model
+    config = ModelConfig(model.arch, model.backbone, model.output_stride, model.aux_head)
+    built = build_model(config, model.pretrained, model.weights_file)
+    assert calls == [torchvision.models.ResNet50_Weights.IMAGENET1K_V1]
+    assert bool((built.backbone.stem[0].weight == 0.25).all())
+
+
+@pytest.mark.parametrize("backbone, pretrained, expected", [
+    ("resnet18", "IMAGENET1K_V1", torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
+    ("resnet50", "IMAGENET1K_V1", torchvision.models.ResNet50_Weights.IMAGENET1K_V1),
+    ("resnet50", "IMAGENET1K_V2", torchvision.models.ResNet50_Weights.IMAGENET1K_V2),
+    ("resnet18", "none", None),
+])
+def test_pretrained_names_torchvisions_weights_enum(monkeypatch, backbone, pretrained, expected):
+    calls = fake_downloads(monkeypatch, 0.5)
+    built = build_model(ModelConfig("deeplabv3", backbone, 16, False), pretrained)
+    assert calls == ([expected] if expected else [])
+    assert bool((built.backbone.stem[0].weight == 0.5).all()) is (expected is not None)
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet34"])
+def test_v2_weights_for_resnet18_34_are_a_clear_error(monkeypatch, backbone):
+    calls = fake_downloads(monkeypatch, 0.5)
+    with pytest.raises(CitypipeError, match=f"model.pretrained: IMAGENET1K_V2 does not exist for {backbone} "
+                                            r"\(torchvision's ResNet\d+_Weights has IMAGENET1K_V1\)"):
+        build_model(ModelConfig("deeplabv3", backbone, 16, False), "IMAGENET1K_V2")
+    assert calls == []
 
 
 def test_unreachable_weights_give_a_clear_way_out(monkeypatch):
@@ -67,8 +111,8 @@ def test_unreachable_weights_give_a_clear_way_out(monkeypatch):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
-    with pytest.raises(CitypipeError, match="model.pretrained: false .*model.weights_file"):
-        build_model(ModelConfig("deeplabv3", "resnet18", 16, False), pretrained=True)
+    with pytest.raises(CitypipeError, match="model.pretrained: none .*model.weights_file"):
+        build_model(ModelConfig("deeplabv3", "resnet18", 16, False), "IMAGENET1K_V1")
 
 
 def test_checkpoint_round_trip_and_mismatch_messages(tmp_path):

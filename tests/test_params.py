@@ -13,6 +13,7 @@ def test_repo_params_load():
     params = load_params(REPO / "params.yaml")
     assert params.train.crop_size == (128, 256)
     assert params.model.arch in ("deeplabv3", "deeplabv3plus")
+    assert params.model.pretrained == "none"  # YAML reads the bare word none as a string, not null
 
 
 def _write(tmp_path, mutate):
@@ -35,6 +36,12 @@ def _write(tmp_path, mutate):
     (lambda r: r.update(extra={}), "unknown section extra"),
     (lambda r: r.pop("device"), "missing section device"),
     (lambda r: r["device"].update(type="tpu"), "device.type"),
+    (lambda r: r["model"].update(pretrained=True),
+     "model.pretrained: expected one of 'none', 'IMAGENET1K_V1', 'IMAGENET1K_V2', got True"),
+    (lambda r: r["model"].update(pretrained=False),
+     "model.pretrained: expected one of 'none', 'IMAGENET1K_V1', 'IMAGENET1K_V2', got False"),
+    (lambda r: r["model"].update(pretrained=None), "model.pretrained: expected one of"),
+    (lambda r: r["model"].update(pretrained="DEFAULT"), "model.pretrained: expected one of"),
 ])
 def test_bad_params_are_rejected_with_the_key_named(tmp_path, mutate, message):
     with pytest.raises(CitypipeError, match=message.replace("[", r"\[").replace(".", r"\.")):

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_cityscapes_profile_gives_valid_params_with_the_full_recipe():
     text, changes = apply_profile((REPO / "params.yaml").read_text(), read_profile(REPO / "profiles" / "cityscapes.yaml"))
     params = params_from_dict(yaml.safe_load(text))
-    assert (params.model.backbone, params.model.output_stride, params.model.pretrained) == ("resnet50", 8, True)
+    assert (params.model.backbone, params.model.output_stride, params.model.pretrained) == ("resnet50", 8, "IMAGENET1K_V1")
     assert params.train.crop_size == (512, 1024) and params.train.lr == 0.01 and params.train.min_lr == 1e-4
     assert "train.lr: 0.02 -> 0.01" in changes
     assert apply_profile(text, read_profile(REPO / "profiles" / "cityscapes.yaml"))[1] == []  # idempotent

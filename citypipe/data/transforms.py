@@ -20,16 +20,16 @@ class TrainTransform:
     crop_size: tuple[int, int]  # (H, W)
     hflip: float
     photometric: bool
-    cat_max_ratio: float  # retry a crop (up to 10 times) where one class covers more than this
+    cat_max_ratio: float  # retry a crop (up to 10 times) with < 2 classes or one class at this share or more
 
     def __call__(self, image: Image.Image, label: Image.Image, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """-> (crop_h, crop_w, 3) uint8 image, (crop_h, crop_w) uint8 trainIds (padding = 255)."""
         scale = rng.uniform(*self.scale_range)
         scaled = (max(1, round(self.base_size[0] * scale)), max(1, round(self.base_size[1] * scale)))
-        for _ in range(10):
+        for _ in range(10):  # mmseg's RandomCrop: up to 10 tries, then the last window
             window = _crop_window(scaled, self.crop_size, rng)
             crop_label = _resized_crop(label, scaled, window, self.crop_size, Image.NEAREST, IGNORE_INDEX)
-            if self.cat_max_ratio >= 1.0 or _max_class_ratio(crop_label) <= self.cat_max_ratio:
+            if self.cat_max_ratio >= 1.0 or _crop_accepted(crop_label, self.cat_max_ratio):
                 break
         crop_image = _resized_crop(image, scaled, window, self.crop_size, Image.BILINEAR, 0)
         if rng.random() < self.hflip:
@@ -59,10 +59,14 @@ def _resized_crop(source: Image.Image, scaled: tuple[int, int], corner: tuple[in
     return canvas
 
 
-def _max_class_ratio(label: np.ndarray) -> float:
-    counts = np.bincount(label.ravel(), minlength=256)[:IGNORE_INDEX]
-    total = counts.sum()
-    return float(counts.max() / total) if total else 0.0
+def _crop_accepted(label: np.ndarray, cat_max_ratio: float) -> bool:
+    """mmseg's RandomCrop rule: more than one class (ignore excluded) and no class at cat_max_ratio or above.
+
+    An all-ignore crop (padding, or void regions) has no class at all and is drawn again.
+    """
+    counts = np.bincount(label.ravel(), minlength=256)[:IGNORE_INDEX]  # (255,) pixels per trainId
+    present = counts[counts > 0]
+    return bool(present.size > 1 and present.max() / present.sum() < cat_max_ratio)
 
 
 def photometric_distortion(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

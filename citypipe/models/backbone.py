@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import urllib.error
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -10,13 +11,36 @@ from torchvision import models
 
 from citypipe.errors import CitypipeError
 
-# name -> (builder, default ImageNet weights enum, channels of layer1, layer3, layer4)
+
+class Backbone(NamedTuple):
+    builder: Callable[..., models.ResNet]
+    weights_enum_class: type[models.WeightsEnum]  # torchvision's ResNetXX_Weights, looked up by name
+    low_channels: int  # layer1, the V3+ decoder's input
+    aux_channels: int  # layer3, the aux head's input
+    out_channels: int  # layer4, ASPP's input
+
+
 BACKBONES = {
-    "resnet18": (models.resnet18, models.ResNet18_Weights.IMAGENET1K_V1, 64, 256, 512),
-    "resnet34": (models.resnet34, models.ResNet34_Weights.IMAGENET1K_V1, 64, 256, 512),
-    "resnet50": (models.resnet50, models.ResNet50_Weights.IMAGENET1K_V2, 256, 1024, 2048),
-    "resnet101": (models.resnet101, models.ResNet101_Weights.IMAGENET1K_V2, 256, 1024, 2048),
+    "resnet18": Backbone(models.resnet18, models.ResNet18_Weights, 64, 256, 512),
+    "resnet34": Backbone(models.resnet34, models.ResNet34_Weights, 64, 256, 512),
+    "resnet50": Backbone(models.resnet50, models.ResNet50_Weights, 256, 1024, 2048),
+    "resnet101": Backbone(models.resnet101, models.ResNet101_Weights, 256, 1024, 2048),
 }
+
+
+def imagenet_weights(name: str, pretrained: str) -> models.WeightsEnum | None:
+    """model.pretrained ('none', 'IMAGENET1K_V1', 'IMAGENET1K_V2') -> torchvision's weights enum.
+
+    ResNet-18/34 have only V1; ResNet-50/101 have V1 (the recipe's, mmseg's torchvision run) and V2.
+    """
+    if pretrained == "none":
+        return None
+    enum_class = BACKBONES[name].weights_enum_class
+    available = [weights.name for weights in enum_class]  # iterating skips the DEFAULT alias
+    if pretrained not in available:
+        raise CitypipeError(f"model.pretrained: {pretrained} does not exist for {name} "
+                            f"(torchvision's {enum_class.__name__} has {', '.join(available)})")
+    return enum_class[pretrained]
 
 
 def dilate_layer(layer: nn.Sequential, dilation: int) -> None:
@@ -33,20 +57,20 @@ def dilate_layer(layer: nn.Sequential, dilation: int) -> None:
                 module.dilation, module.padding = (dilation, dilation), (dilation, dilation)
 
 
-def load_backbone_weights(resnet: nn.Module, name: str, pretrained: bool, weights_file: str) -> None:
+def load_backbone_weights(resnet: nn.Module, name: str, pretrained: str, weights_file: str) -> None:
     """ImageNet weights from a local file (torchvision's keys) or through torchvision's weights API."""
+    weights = imagenet_weights(name, pretrained)  # checked first, also when weights_file wins
     if weights_file:
         path = Path(weights_file)
         if not path.is_file():
             raise CitypipeError(f"model.weights_file: {path} not found (expected a {name} state dict with torchvision's keys)")
         state = torch.load(path, map_location="cpu", weights_only=True)
-    elif pretrained:
-        weights = BACKBONES[name][1]
+    elif weights is not None:
         try:
             state = weights.get_state_dict(progress=True, check_hash=True)
         except (urllib.error.URLError, OSError, RuntimeError) as error:
             raise CitypipeError(
-                f"cannot fetch ImageNet weights {weights} ({error}); set model.pretrained: false "
+                f"cannot fetch ImageNet weights {weights} ({error}); set model.pretrained: none "
                 f"(or --no-pretrained), or point model.weights_file to a local {name} state dict") from None
     else:
         return
@@ -66,9 +90,9 @@ def load_backbone_weights(resnet: nn.Module, name: str, pretrained: bool, weight
 class ResNetFeatures(nn.Module):
     """A ResNet without pooling/fc that returns layer1 (stride 4), layer3 and layer4 features."""
 
-    def __init__(self, name: str, output_stride: int, pretrained: bool, weights_file: str) -> None:
+    def __init__(self, name: str, output_stride: int, pretrained: str, weights_file: str) -> None:
         super().__init__()
-        resnet = BACKBONES[name][0](weights=None)
+        resnet = BACKBONES[name].builder(weights=None)
         load_backbone_weights(resnet, name, pretrained, weights_file)
         if output_stride == 8:
             dilate_layer(resnet.layer3, 2)

@@ -70,7 +70,7 @@ class DeepLab(nn.Module):
         self.config = config
         self.backbone = backbone
         self.head = head
-        aux_channels = BACKBONES[config.backbone][3]
+        aux_channels = BACKBONES[config.backbone].aux_channels
         self.aux_head = FCNHead(aux_channels, config.num_classes) if config.aux_head else None
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -86,18 +86,20 @@ def aspp_rates(output_stride: int) -> tuple[int, int, int]:
     return (6, 12, 18) if output_stride == 16 else (12, 24, 36)
 
 
-def _deeplabv3(config: ModelConfig, backbone: ResNetFeatures) -> nn.Module:
-    return DeepLabV3Head(BACKBONES[config.backbone][4], aspp_rates(config.output_stride), config.num_classes)
+def _deeplabv3(config: ModelConfig) -> nn.Module:
+    return DeepLabV3Head(BACKBONES[config.backbone].out_channels, aspp_rates(config.output_stride), config.num_classes)
 
 
-def _deeplabv3plus(config: ModelConfig, backbone: ResNetFeatures) -> nn.Module:
-    _, _, low, _, high = BACKBONES[config.backbone]
-    return DeepLabV3PlusHead(high, low, aspp_rates(config.output_stride), config.num_classes)
+def _deeplabv3plus(config: ModelConfig) -> nn.Module:
+    spec = BACKBONES[config.backbone]
+    return DeepLabV3PlusHead(spec.out_channels, spec.low_channels, aspp_rates(config.output_stride),
+                             config.num_classes)
 
 
 HEAD_BUILDERS = {"deeplabv3": _deeplabv3, "deeplabv3plus": _deeplabv3plus}
 
 
-def build_model(config: ModelConfig, pretrained: bool = False, weights_file: str = "") -> DeepLab:
+def build_model(config: ModelConfig, pretrained: str = "none", weights_file: str = "") -> DeepLab:
+    """pretrained: model.pretrained, 'none' | 'IMAGENET1K_V1' | 'IMAGENET1K_V2' (checkpoints load without)."""
     backbone = ResNetFeatures(config.backbone, config.output_stride, pretrained, weights_file)
-    return DeepLab(config, backbone, HEAD_BUILDERS[config.arch](config, backbone))
+    return DeepLab(config, backbone, HEAD_BUILDERS[config.arch](config))

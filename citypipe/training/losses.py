@@ -8,21 +8,39 @@ from torch import nn
 from citypipe.labels import IGNORE_INDEX
 
 
+def ohem_keep_mask(logits: torch.Tensor, target: torch.Tensor, thresh: float, min_kept: int) -> torch.Tensor:
+    """mmseg's OHEMPixelSampler: the valid pixels whose true-class probability is below `thresh`,
+    and at least the min_kept x N hardest of the batch (pooled: an easy image may give none).
+
+    mmseg's own cut keeps prob < the (k+1)-th smallest, which drops the easiest pixel when the
+    quota exceeds the valid pixels; here a quota that large keeps them all.
+    """
+    valid = target != IGNORE_INDEX  # (N, H, W)
+    safe_target = target.clamp(max=logits.shape[1] - 1).unsqueeze(1)  # (N, 1, H, W), 255 -> any class
+    prob = logits.softmax(1).gather(1, safe_target).squeeze(1)  # (N, H, W) true-class probability
+    valid_prob = prob[valid]
+    if valid_prob.numel() == 0:
+        return valid
+    batch_kept = min(min_kept * target.shape[0], valid_prob.numel())
+    kth = valid_prob.kthvalue(batch_kept).values  # the batch_kept-th smallest probability
+    return valid & ((prob < thresh) | (prob <= kth))
+
+
 def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
                        thresh: float, min_kept: int) -> torch.Tensor:
-    """Online hard example mining (mmseg's OHEMPixelSampler): keep pixels whose true-class
-    probability is below `thresh`, and at least the `min_kept` hardest ones."""
-    pixel_loss = F.cross_entropy(logits, target, weight=weight, ignore_index=IGNORE_INDEX, reduction="none")  # (N, H, W)
+    """Cross-entropy over the pixels OHEM keeps, normalised as F.cross_entropy(weight=...) is: by
+    the kept pixels' class weights, so class weights do not rescale the loss (a plain mean did,
+    by the mean weight: x32 with CitySynth's inverse-log weights)."""
+    pixel_loss = F.cross_entropy(logits, target, weight=weight, ignore_index=IGNORE_INDEX, reduction="none")  # (N, H, W), x weight[target]
     with torch.no_grad():
-        valid = target != IGNORE_INDEX
-        prob = logits.softmax(1).gather(1, target.clamp(max=logits.shape[1] - 1).unsqueeze(1)).squeeze(1)
-        prob = prob.masked_fill(~valid, 1.0)
-        sorted_prob = prob[valid].sort().values
-        if sorted_prob.numel() == 0:
-            return pixel_loss.sum() * 0.0
-        kth = sorted_prob[min(min_kept, sorted_prob.numel()) - 1]
-        keep = valid & (prob < max(thresh, float(kth)))
-    return pixel_loss[keep].mean() if keep.any() else pixel_loss.sum() * 0.0
+        keep = ohem_keep_mask(logits, target, thresh, min_kept)  # (N, H, W)
+        if weight is None:
+            pixel_weight = keep.to(pixel_loss.dtype)
+        else:
+            pixel_weight = weight[target.clamp(max=logits.shape[1] - 1)] * keep  # (N, H, W)
+    if not keep.any():
+        return pixel_loss.sum() * 0.0  # keeps the graph, for DDP and the scaler
+    return pixel_loss[keep].sum() / pixel_weight.sum()
 
 
 class SegmentationLoss(nn.Module):
