@@ -3,7 +3,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from citypipe.training.losses import SegmentationLoss, ohem_cross_entropy, ohem_keep_mask
+from citypipe.training.losses import (
+    SegmentationLoss,
+    ohem_cross_entropy,
+    ohem_keep_mask,
+)
 
 
 def inverse_log_weights() -> torch.Tensor:

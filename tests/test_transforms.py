@@ -3,7 +3,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from citypipe.data.transforms import TrainTransform, _crop_accepted, photometric_distortion
+from citypipe.data.transforms import (
+    TrainTransform,
+    _crop_accepted,
+    photometric_distortion,
+)
 
 # trainId -> a colour far from the others, so an image pixel tells which class it was painted with
 PALETTE = {0: (255, 0, 0), 7: (0, 255, 0), 11: (0, 0, 255), 18: (255, 255, 0)}
