@@ -64,9 +64,6 @@ def _file_info(image: Path) -> Any:
 
 def _sample(root: Path, split: str, image: Path) -> Sample:
     info = _file_info(image)
-    if info.city != image.parent.name:  # a frame copied into another city's folder
-        raise CitypipeError(f"{image}: file of city {info.city!r} in the folder of city {image.parent.name!r} "
-                            f"(expected it under {split}/{info.city}/)")
     fid = f"{info.city}_{info.sequenceNb}_{info.frameNb}"
     return Sample(split, info.city, fid, image, gt_path(root, split, fid, "labelIds"),
                   gt_path(root, split, fid, "instanceIds"), gt_path(root, split, fid, "polygons"))
@@ -91,11 +88,21 @@ def find_samples(root: str | Path, split: str, cities: tuple[str, ...] = ()) -> 
         raise CitypipeError(f"{split_dir}: empty split (no *_leftImg8bit.png under {split}/{{city}}/)")
     samples = sorted(samples, key=lambda s: s.frame_id)
     _check_unique(samples)
+    _check_cities(samples)
     return samples
 
 
 def _check_unique(samples: list[Sample]) -> None:
-    """A frame present twice would be trained on and scored twice."""
+    """A frame present twice (copied into another city's folder) would be trained on and scored twice."""
     for first, second in zip(samples, samples[1:]):  # sorted by id: duplicates are neighbours
         if first.frame_id == second.frame_id:
-            raise CitypipeError(f"{second.image}: duplicate frame id {second.frame_id} (also {first.image})")
+            raise CitypipeError(f"{first.image} and {second.image}: duplicate frame id {first.frame_id} "
+                                "(expected each frame once, in its own city's folder)")
+
+
+def _check_cities(samples: list[Sample]) -> None:
+    """A frame moved into another city's folder: its labels are looked for under its own city's."""
+    for sample in samples:
+        if sample.city != sample.image.parent.name:
+            raise CitypipeError(f"{sample.image}: frame of city {sample.city!r} in the folder of city "
+                                f"{sample.image.parent.name!r} (expected it under {sample.split}/{sample.city}/)")
