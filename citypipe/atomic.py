@@ -44,7 +44,7 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
-def remove_stale_temps(target: Path, suffix: str = "") -> None:
+def _remove_stale_temps(target: Path, suffix: str = "") -> None:
     """Delete what a killed earlier write of `target` left beside it (one writer per target, as under DVC)."""
     with os.scandir(target.parent) as entries:
         stale = [Path(e.path) for e in entries if _is_own_temp(e.name, target, suffix)]
@@ -78,7 +78,7 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     target = Path(target)
     suffix = suffix or target.suffix
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(target, suffix)
+    _remove_stale_temps(target, suffix)
     tmp_path = _create_temp(target, suffix, _new_file)
     try:
         yield tmp_path
@@ -141,7 +141,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside `target`; it replaces `target` whole on success."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(target)
+    _remove_stale_temps(target)
     tmp = _create_temp(target, "", _new_dir)
     try:
         yield tmp

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,7 @@ def find_samples(root: str | Path, split: str, cities: tuple[str, ...] = ()) -> 
 
 def _check_unique(samples: list[Sample]) -> None:
     """A frame present twice (copied into another city's folder) would be trained on and scored twice."""
-    for first, second in zip(samples, samples[1:]):  # sorted by id: duplicates are neighbours
+    for first, second in itertools.pairwise(samples):  # sorted by id: duplicates are neighbours
         if first.frame_id == second.frame_id:
             raise CitypipeError(f"{first.image} and {second.image}: duplicate frame id {first.frame_id} "
                                 "(expected each frame once, in its own city's folder)")

@@ -55,7 +55,8 @@ def load_weights(path: Path, model: torch.nn.Module, weights: Any) -> None:
     own = model.state_dict()
     for key, tensor in weights.items():
         if key not in own:
-            raise CitypipeError(f"{path}: unexpected weight {key} (not in the model built from the checkpoint's config)")
+            raise CitypipeError(f"{path}: unexpected weight {key} "
+                                "(not in the model built from the checkpoint's config)")
         shape = tuple(getattr(tensor, "shape", ()))
         if shape != tuple(own[key].shape):
             raise CitypipeError(f"{path}: weight {key} has shape {list(shape)} in the checkpoint, "
