@@ -6,6 +6,7 @@ are errors that name the key, and each section checks its own ranges.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +172,13 @@ class EvaluateParams:
             _fail("evaluate.scales", "at least one scale", [])
         if self.workers < 0:
             _fail("evaluate.workers", "a value >= 0", self.workers)
+        self._check_windows_cover()
+
+    def _check_windows_cover(self) -> None:
+        """Sliding windows further apart than their size would leave pixels never predicted."""
+        if self.mode == "slide" and any(s > c for s, c in zip(self.stride, self.crop_size)):
+            _fail("evaluate.stride", f"a value <= evaluate.crop_size {list(self.crop_size)} on each axis "
+                  "(a larger stride leaves pixels uncovered in mode slide)", list(self.stride))
 
 
 @dataclass(frozen=True)
@@ -232,6 +240,8 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
     elif hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             _fail(key, "a number", value)
+        if not abs(value) <= sys.float_info.max:  # NaN (which passes every range check), inf, or an int too big
+            _fail(key, "a finite number", value)
         return float(value)
     elif hint is str:
         if not isinstance(value, str):

@@ -42,10 +42,20 @@ def _write(tmp_path, mutate):
      "model.pretrained: expected one of 'none', 'IMAGENET1K_V1', 'IMAGENET1K_V2', got False"),
     (lambda r: r["model"].update(pretrained=None), "model.pretrained: expected one of"),
     (lambda r: r["model"].update(pretrained="DEFAULT"), "model.pretrained: expected one of"),
+    (lambda r: r["train"].update(lr=float("nan")), "train.lr: expected a finite number, got nan"),
+    (lambda r: r["train"].update(momentum=float("inf")), "train.momentum: expected a finite number, got inf"),
+    (lambda r: r["train"].update(scale_range=[0.5, float("-inf")]), "train.scale_range[1]: expected a finite number"),
+    (lambda r: r["evaluate"].update(mode="slide", crop_size=[64, 128], stride=[64, 129]),
+     "evaluate.stride: expected a value <= evaluate.crop_size [64, 128] on each axis"),
 ])
 def test_bad_params_are_rejected_with_the_key_named(tmp_path, mutate, message):
     with pytest.raises(CitypipeError, match=message.replace("[", r"\[").replace(".", r"\.")):
         load_params(_write(tmp_path, mutate))
+
+
+def test_a_stride_larger_than_the_window_is_fine_outside_slide_mode(tmp_path):
+    path = _write(tmp_path, lambda r: r["evaluate"].update(mode="whole", crop_size=[64, 128], stride=[96, 192]))
+    assert load_params(path).evaluate.stride == (96, 192)
 
 
 def test_missing_params_file_is_a_clear_error(tmp_path):

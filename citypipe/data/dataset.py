@@ -13,18 +13,26 @@ from torch.utils.data import Dataset
 
 from citypipe.data.layout import Sample, cache_path
 from citypipe.data.transforms import TrainTransform
-from citypipe.errors import CitypipeError
+from citypipe.errors import CitypipeError, first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def open_image(path: Path) -> Image.Image:
+def _decoded(path: Path, what: str) -> Image.Image:
+    """Open and decode `path` now: PIL decodes lazily, so a truncated file would otherwise fail later,
+    outside this try, without its name."""
     try:
         image = Image.open(path)
-        return image.convert("RGB") if image.mode != "RGB" else image
+        image.load()
+        return image
     except Exception as error:
-        raise CitypipeError(f"{path}: cannot read image ({error})") from None
+        raise CitypipeError(f"{path}: cannot read {what} ({first_line(error)})") from None
+
+
+def open_image(path: Path) -> Image.Image:
+    image = _decoded(path, "image")
+    return image.convert("RGB") if image.mode != "RGB" else image
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -39,7 +47,7 @@ def open_cached_label(cache: Path, sample: Sample) -> Image.Image:
     path = cache_path(cache, sample.split, sample.frame_id)
     if not path.is_file():
         raise CitypipeError(f"{path}: missing from the trainId cache (rerun prepare-labels)")
-    return Image.open(path)
+    return _decoded(path, "trainId label")
 
 
 class TrainCrops(Dataset):
@@ -78,5 +86,5 @@ class EvalFrames(Dataset):
             if label.shape != tuple(image.shape[1:]):
                 raise CitypipeError(f"{sample.label_ids}: label size {label.shape} differs from image {tuple(image.shape[1:])}")
             item["label"] = torch.from_numpy(label)
-            item["instances"] = torch.from_numpy(np.array(Image.open(sample.instance_ids), dtype=np.int32))
+            item["instances"] = torch.from_numpy(np.array(_decoded(sample.instance_ids, "instanceIds"), dtype=np.int32))
         return item

@@ -6,8 +6,12 @@
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cityscapesscripts.helpers.csHelpers import getCsFileInfo
 
@@ -49,11 +53,18 @@ def cache_path(cache: Path, split: str, fid: str) -> Path:
     return Path(cache) / split / fid.split("_")[0] / f"{fid}_gtFine_labelTrainIds.png"
 
 
-def _sample(root: Path, split: str, image: Path) -> Sample:
+def _file_info(image: Path) -> Any:
+    """cityscapesscripts' parse of a file name; on a bad name it prints and calls sys.exit, so both
+    are caught here and the file is named instead."""
     try:
-        info = getCsFileInfo(str(image))
-    except Exception:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return getCsFileInfo(str(image))
+    except (Exception, SystemExit):
         raise CitypipeError(f"{image}: not a Cityscapes file name (expected {{city}}_{{seq}}_{{frame}}_leftImg8bit.png)") from None
+
+
+def _sample(root: Path, split: str, image: Path) -> Sample:
+    info = _file_info(image)
     fid = f"{info.city}_{info.sequenceNb}_{info.frameNb}"
     return Sample(split, info.city, fid, image, gt_path(root, split, fid, "labelIds"),
                   gt_path(root, split, fid, "instanceIds"), gt_path(root, split, fid, "polygons"))
@@ -76,4 +87,23 @@ def find_samples(root: str | Path, split: str, cities: tuple[str, ...] = ()) -> 
     samples = [_sample(root, split, p) for d in city_dirs for p in sorted(d.glob("*_leftImg8bit.png"))]
     if not samples:
         raise CitypipeError(f"{split_dir}: empty split (no *_leftImg8bit.png under {split}/{{city}}/)")
-    return sorted(samples, key=lambda s: s.frame_id)
+    samples = sorted(samples, key=lambda s: s.frame_id)
+    _check_unique(samples)
+    _check_cities(samples)
+    return samples
+
+
+def _check_unique(samples: list[Sample]) -> None:
+    """A frame present twice (copied into another city's folder) would be trained on and scored twice."""
+    for first, second in itertools.pairwise(samples):  # sorted by id: duplicates are neighbours
+        if first.frame_id == second.frame_id:
+            raise CitypipeError(f"{first.image} and {second.image}: duplicate frame id {first.frame_id} "
+                                "(expected each frame once, in its own city's folder)")
+
+
+def _check_cities(samples: list[Sample]) -> None:
+    """A frame moved into another city's folder: its labels are looked for under its own city's."""
+    for sample in samples:
+        if sample.city != sample.image.parent.name:
+            raise CitypipeError(f"{sample.image}: frame of city {sample.city!r} in the folder of city "
+                                f"{sample.image.parent.name!r} (expected it under {sample.split}/{sample.city}/)")

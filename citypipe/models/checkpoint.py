@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from citypipe.atomic import atomic_path
-from citypipe.errors import CitypipeError
+from citypipe.errors import CitypipeError, first_line
 from citypipe.models.deeplab import DeepLab, ModelConfig, build_model
 
 
@@ -28,7 +28,7 @@ def load_checkpoint(path: str | Path, expected: ModelConfig | None = None) -> di
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise CitypipeError(f"{path}: cannot load checkpoint ({str(error).splitlines()[0]})") from None
+        raise CitypipeError(f"{path}: cannot load checkpoint ({first_line(error)})") from None
     if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
         raise CitypipeError(f"{path}: not a citypipe checkpoint (no model_config/model entries)")
     if expected is not None:
@@ -43,6 +43,26 @@ def check_config(path: Path, stored: dict[str, Any], expected: ModelConfig) -> N
             raise CitypipeError(f"{path}: checkpoint has {key}={stored.get(key)!r} but params ask for {key}={value!r}")
 
 
+def load_weights(path: Path, model: torch.nn.Module, weights: Any) -> None:
+    """The checkpoint's weights into `model`; load_state_dict's error lists every key over many
+    lines, so name the first missing, unexpected or mis-shaped one instead."""
+    if not isinstance(weights, dict):
+        raise CitypipeError(f"{path}: checkpoint's model entry is {type(weights).__name__}, expected a state dict")
+    own = model.state_dict()
+    for key, tensor in weights.items():
+        if key not in own:
+            raise CitypipeError(f"{path}: unexpected weight {key} "
+                                "(not in the model built from the checkpoint's config)")
+        shape = tuple(getattr(tensor, "shape", ()))
+        if shape != tuple(own[key].shape):
+            raise CitypipeError(f"{path}: weight {key} has shape {list(shape)} in the checkpoint, "
+                                f"the model expects {list(own[key].shape)}")
+    missing = [key for key in own if key not in weights]
+    if missing:
+        raise CitypipeError(f"{path}: missing weight {missing[0]} ({len(missing)} missing in all)")
+    model.load_state_dict(weights)
+
+
 def load_model(path: str | Path, expected: ModelConfig | None, device: torch.device,
                channels_last: bool = False) -> DeepLab:
     """The checkpoint's model with its weights, in eval mode on `device`.
@@ -51,8 +71,8 @@ def load_model(path: str | Path, expected: ModelConfig | None, device: torch.dev
     without it, the architecture stored in the checkpoint is built.
     """
     state = load_checkpoint(path, expected)
-    model = build_model(ModelConfig(**state["model_config"]))
-    model.load_state_dict(state["model"])
+    model = build_model(model_config_from(state))
+    load_weights(path, model, state["model"])
     model.to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
