@@ -71,7 +71,7 @@ def load_model(path: str | Path, expected: ModelConfig | None, device: torch.dev
     without it, the architecture stored in the checkpoint is built.
     """
     state = load_checkpoint(path, expected)
-    model = build_model(model_config_from(state))
+    model = build_model(ModelConfig(**state["model_config"]))
     load_weights(path, model, state["model"])
     model.to(device).eval()
     if channels_last:
