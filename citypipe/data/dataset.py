@@ -21,10 +21,16 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def open_image(path: Path) -> Image.Image:
     try:
-        image = Image.open(path)
-        return image.convert("RGB") if image.mode != "RGB" else image
+        return to_rgb8(Image.open(path))
     except Exception as error:
         raise CitypipeError(f"{path}: cannot read image ({error})") from None
+
+
+def to_rgb8(image: Image.Image) -> Image.Image:
+    """Any PIL image -> 8-bit RGB. 16-bit greyscale keeps its high byte (PIL's convert would clip it to white)."""
+    if image.mode.startswith("I;16") or (image.mode == "I" and np.asarray(image).max() > 255):
+        image = Image.fromarray((np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8))
+    return image.convert("RGB") if image.mode != "RGB" else image
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
