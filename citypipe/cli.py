@@ -167,6 +167,28 @@ def infer(image, split, data_root, params_path, checkpoint, output, image_size, 
     click.echo(f"infer: {len(inputs)} image(s) -> {output}")
 
 
+@main.command()
+@click.option("--baseline", default=None, help="The row the changes are from (default: HEAD's commit).")
+@click.option("--md", "markdown", is_flag=True, help="Markdown tables (for a pull request).")
+@click.option("--top-classes", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Show the N classes whose IoU moved most.")
+@click.option("--all-branches", "-A", is_flag=True, help="Also the experiments of every branch.")
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=Path("."), help="The DVC project.")
+@click.option("--metrics", "eval_file", default="metrics/eval.json", show_default=True,
+              help="The evaluate stage's metrics file (siblings like metrics/eval_classes.json are merged in).")
+@reports_errors
+def compare(baseline: str | None, markdown: bool, top_classes: int, all_branches: bool, repo: Path,
+            eval_file: str) -> None:
+    """Compare the workspace, the baseline commit and its `dvc exp` experiments: params that differ,
+    mIoU / pixel accuracy / iIoU with the change from the baseline, and the classes that moved most."""
+    from citypipe.compare import collect_experiments, report
+
+    experiments, head = collect_experiments(repo, all_branches, eval_file)
+    if not experiments:
+        raise CitypipeError(f"{repo}: no experiments with metrics (run `dvc exp run` first)")
+    click.echo(report(experiments, baseline or head, top_classes, markdown), nl=False)
+
+
 def profile_path(params_file: Path, name: str) -> Path:
     """profiles/NAME.yaml of the project: the package's repository root first, then the params file's folder."""
     import citypipe
