@@ -164,3 +164,14 @@ def test_a_stale_trainid_cache_is_named(synth_root, prepared, trained_checkpoint
     with pytest.raises(CitypipeError, match=f"{missing.name}: missing from the trainId cache"):
         run_evaluate(str(synth_root), (), "val", cache, trained_checkpoint, CONFIG, WHOLE, CPU, 4, 0,
                      tmp_path / "e.json", tmp_path / "p")
+
+
+def test_split_headline_keeps_numbers_and_intervals_apart_from_the_class_tables():
+    from citypipe.evaluation.scores import split_headline
+
+    scores = {"pixel_acc": 0.8, "miou": 0.25, "miou_ci95": [0.2, 0.3], "num_images": 15,
+              "class_iou": {"road": 0.9}, "category_iou": {"flat": 0.95}}
+    headline, tables = split_headline(scores)
+    assert headline == {"pixel_acc": 0.8, "miou": 0.25, "miou_ci95": [0.2, 0.3], "num_images": 15}
+    assert tables == {"class_iou": {"road": 0.9}, "category_iou": {"flat": 0.95}}
+    assert {**headline, **tables} == scores

@@ -18,7 +18,8 @@ def iter_predictions(model: nn.Module, loader: DataLoader, runtime: Runtime, con
                      num_classes: int, desc: str = "predict", show_progress: bool = True) -> Iterator[tuple[dict, torch.Tensor]]:
     """Yields (batch, (N, H, W) uint8 trainId predictions on the device)."""
     model.eval()
-    for batch in tqdm(loader, desc=desc, unit="batch", disable=not show_progress, leave=False):
+    for batch in tqdm(loader, desc=desc, unit="batch", disable=None if show_progress else True,
+                      leave=False):  # None: only on a TTY (clean `dvc queue logs`)
         images = batch["image"].to(runtime.device, non_blocking=True)
         if runtime.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
