@@ -1,74 +1,205 @@
-"""The `citypipe` command, for work outside DVC: single-image (or folder) inference, params profiles."""
+"""The `citypipe` command, for work outside DVC: inference on images or a split, params profiles, comparing
+experiments. torch, pandas and DVC are imported inside the commands, so `citypipe --help` stays fast."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
-import numpy as np
-import torch
 
-from citypipe.atomic import write_png, write_text
 from citypipe.command_line import params_option, reports_errors
-from citypipe.data.dataset import open_image
 from citypipe.errors import CitypipeError
-from citypipe.models.checkpoint import load_model
-from citypipe.prediction.inference import InferenceConfig, predict
-from citypipe.profiles import apply_profile, read_profile
-from citypipe.runtime import make_runtime
-from citypipe.submission.files import to_label_ids
-from citypipe.visualization.panels import overlay
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+POSITIVE = click.IntRange(min=1)
 
 
-@click.group()
+class OneLineErrors(click.Group):
+    """Usage errors as one `error: ...` line and exit status 1, like CitypipeError in the commands."""
+
+    def main(self, *args, **kwargs):
+        kwargs.pop("standalone_mode", None)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as error:
+            click.echo(f"error: {error.format_message()}", err=True)
+            sys.exit(1)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=OneLineErrors)
+@click.version_option(package_name="citypipe", message="citypipe %(version)s")
 def main() -> None:
     """citypipe: Cityscapes semantic segmentation (the DVC stages live in dvc.yaml)."""
 
 
-def _inputs(image: Path) -> list[Path]:
+def _scales(ctx, param, values: tuple[str, ...]) -> tuple[float, ...]:
+    """--scales 0.75,1.0,1.25 or --scales 0.75 --scales 1.0 -> (0.75, 1.0, 1.25)."""
+    try:
+        scales = tuple(float(s) for value in values for s in value.split(",") if s.strip())
+    except ValueError:
+        raise click.BadParameter(f"{','.join(values)!r} is not a list of numbers like 0.75,1.0,1.25") from None
+    if any(s <= 0 for s in scales):
+        raise click.BadParameter(f"{','.join(values)!r}: scales must be positive")
+    return scales or (1.0,)
+
+
+def _data_root(data_root: Path | None, params_path: str) -> Path:
+    if data_root is not None:
+        return data_root
+    from citypipe.params import load_params
+
+    return Path(load_params(params_path).data.root)
+
+
+def _inputs(image: Path) -> tuple[Path, list[Path]]:
+    """(the folder outputs mirror, the images): a folder is searched recursively (split/city/...)."""
     if image.is_dir():
-        files = sorted(p for p in image.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in image.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
-            raise CitypipeError(f"{image}: folder has no images ({', '.join(IMAGE_SUFFIXES)})")
-        return files
+            raise CitypipeError(f"{image}: folder has no images ({', '.join(IMAGE_SUFFIXES)}), sub-folders included")
+        return image, files
     if not image.is_file():
         raise CitypipeError(f"{image}: no such image or folder")
-    return [image]
+    return image.parent, [image]
 
 
-def _target(output: Path, source: Path, many: bool, suffix: str) -> Path:
-    return output / f"{source.stem}{suffix}.png" if many else output.with_name(f"{output.stem}{suffix}.png")
+def _targets(output: Path, base: Path, source: Path, many: bool) -> dict[str, Path]:
+    """Where one image's overlay and masks go: OUT/<path below base>/<stem>_overlay.png, or OUT itself."""
+    if many:
+        stem = output / source.relative_to(base).parent / source.stem
+        return {kind: stem.with_name(f"{stem.name}_{kind}.png") for kind in ("overlay", "trainIds", "labelIds")}
+    return {"overlay": output, **{kind: output.with_name(f"{output.stem}_{kind}.png") for kind in ("trainIds", "labelIds")}}
+
+
+def _check_output(output: Path, many: bool) -> None:
+    if not many and output.is_dir():
+        raise CitypipeError(f"--output {output}: is a folder; give a file name for the overlay (e.g. {output / 'overlay.png'})")
+    if many and output.exists() and not output.is_dir():
+        raise CitypipeError(f"--output {output}: is a file; give a folder for a folder of images")
+
+
+def _inference_config(mode, size, crop_size, stride, flip, scales, params_path):
+    from citypipe.prediction.inference import InferenceConfig
+
+    if mode == "slide" and (crop_size is None or stride is None):
+        from citypipe.params import load_params
+
+        evaluate = load_params(params_path).evaluate  # the evaluate stage's window, unless given
+        crop_size, stride = crop_size or tuple(evaluate.crop_size), stride or tuple(evaluate.stride)
+    return InferenceConfig(mode, size, tuple(crop_size or size), tuple(stride or size), flip, scales)
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or "out of memory" in str(error) or "can't allocate memory" in str(error)
 
 
 @main.command()
-@click.argument("image", type=click.Path(path_type=Path))
+@click.argument("image", required=False, type=click.Path(path_type=Path))
+@click.option("--split", default=None, help="Segment DATA_ROOT/leftImg8bit/SPLIT (all cities) instead of IMAGE.")
+@click.option("--data-root", type=click.Path(path_type=Path), default=None,
+              help="For --split (default: data.root in --params).")
+@params_option
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path))
-@click.option("--output", required=True, type=click.Path(path_type=Path), help="Overlay PNG (a folder for a folder of images).")
-@click.option("--image-size", type=int, nargs=2, default=None, help="Network input size H W (default: the image's own size).")
+@click.option("--output", required=True, type=click.Path(path_type=Path),
+              help="Overlay PNG for one image; a folder (mirroring the input's sub-folders) for a folder or a split.")
+@click.option("--image-size", type=(POSITIVE, POSITIVE), default=None,
+              help="Network input size H W (default: the image's own size).")
 @click.option("--mask", type=click.Choice(["none", "trainids", "labelids"]), default="none", show_default=True,
               help="Also write the mask next to the overlay (*_trainIds.png / *_labelIds.png).")
-@click.option("--device", "device_type", default="auto", show_default=True)
-@click.option("--alpha", type=float, default=0.5, show_default=True)
+@click.option("--device", "device_type", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
+              show_default=True)
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
+@click.option("--mode", type=click.Choice(["whole", "slide"]), default="whole", show_default=True)
+@click.option("--flip", is_flag=True, help="Average with the horizontally flipped image.")
+@click.option("--scales", multiple=True, callback=_scales, help="Multi-scale averaging, e.g. 0.75,1.0,1.25.")
+@click.option("--crop-size", type=(POSITIVE, POSITIVE), default=None,
+              help="Slide window H W (default: evaluate.crop_size in --params).")
+@click.option("--stride", type=(POSITIVE, POSITIVE), default=None, help="Slide stride H W (default: evaluate.stride).")
 @reports_errors
-def infer(image: Path, checkpoint: Path, output: Path, image_size, mask: str, device_type: str, alpha: float) -> None:
-    """Segment IMAGE (a file or a folder of images) and write a colour overlay."""
+def infer(image, split, data_root, params_path, checkpoint, output, image_size, mask, device_type, alpha, mode, flip,
+          scales, crop_size, stride) -> None:
+    """Segment IMAGE (a file, or a folder searched recursively) or --split, and write colour overlays."""
+    if (image is None) == (split is None):
+        raise CitypipeError("give either IMAGE or --split NAME")
+    if split is not None:
+        image = _data_root(data_root, params_path) / "leftImg8bit" / split
+        if not image.is_dir():
+            raise CitypipeError(f"--split {split}: no folder {image}")
+    base, inputs = _inputs(image)
+    many = image.is_dir()
+    _check_output(output, many)
+
+    import numpy as np
+    import torch
+
+    from citypipe.atomic import write_png
+    from citypipe.data.dataset import open_image
+    from citypipe.models.checkpoint import load_model
+    from citypipe.prediction.predictor import Predictor
+    from citypipe.runtime import make_runtime
+    from citypipe.submission.files import to_label_ids
+    from citypipe.visualization.panels import overlay
+
     runtime = make_runtime(device_type, "bf16", False, True, 0)
     model = load_model(checkpoint, None, runtime.device)
-    inputs = _inputs(image)
-    many = image.is_dir()
     for source in inputs:
-        picture = np.array(open_image(source))  # (H, W, 3)
+        picture = np.array(open_image(source))  # (H, W, 3) uint8
         size = tuple(image_size) if image_size else picture.shape[:2]
+        config = _inference_config(mode, size, crop_size, stride, flip, scales, params_path)
         tensor = torch.from_numpy(picture).permute(2, 0, 1)[None].to(runtime.device)
-        inference = InferenceConfig("whole", size, size, size, False, (1.0,))
-        train_ids = predict(model, tensor, inference, model.config.num_classes, runtime.autocast())[0].cpu().numpy()
-        write_png(output / f"{source.stem}_overlay.png" if many else output, overlay(picture, train_ids, alpha))
+        try:
+            train_ids = Predictor(model, runtime, config, amp=True).predict(tensor)[0].cpu().numpy()
+        except (RuntimeError, MemoryError) as error:  # torch.OutOfMemoryError is a RuntimeError
+            if not _is_out_of_memory(error):
+                raise
+            raise CitypipeError(f"{source}: out of memory at {size[0]}x{size[1]} on {runtime.device} "
+                                f"(use --image-size to run the network smaller)") from None
+        targets = _targets(output, base, source, many)
+        write_png(targets["overlay"], overlay(picture, train_ids, alpha))
         if mask == "trainids":
-            write_png(_target(output, source, many, "_trainIds"), train_ids)
+            write_png(targets["trainIds"], train_ids)
         elif mask == "labelids":
-            write_png(_target(output, source, many, "_labelIds"), to_label_ids(train_ids))
+            write_png(targets["labelIds"], to_label_ids(train_ids))
     click.echo(f"infer: {len(inputs)} image(s) -> {output}")
+
+
+@main.command()
+@click.option("--baseline", default=None, help="The row the changes are from (default: HEAD's commit).")
+@click.option("--md", "markdown", is_flag=True, help="Markdown tables (for a pull request).")
+@click.option("--top-classes", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Show the N classes whose IoU moved most.")
+@click.option("--all-branches", "-A", is_flag=True, help="Also the experiments of every branch.")
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=Path("."), help="The DVC project.")
+@click.option("--metrics", "eval_file", default="metrics/eval.json", show_default=True,
+              help="The evaluate stage's metrics file (siblings like metrics/eval_classes.json are merged in).")
+@reports_errors
+def compare(baseline: str | None, markdown: bool, top_classes: int, all_branches: bool, repo: Path,
+            eval_file: str) -> None:
+    """Compare the workspace, the baseline commit and its `dvc exp` experiments: params that differ,
+    mIoU / pixel accuracy / iIoU with the change from the baseline, and the classes that moved most."""
+    from citypipe.compare import collect_experiments, report
+
+    experiments, head = collect_experiments(repo, all_branches, eval_file)
+    if not experiments:
+        raise CitypipeError(f"{repo}: no experiments with metrics (run `dvc exp run` first)")
+    click.echo(report(experiments, baseline or head, top_classes, markdown), nl=False)
+
+
+def profile_path(params_file: Path, name: str) -> Path:
+    """profiles/NAME.yaml of the project: the package's repository root first, then the params file's folder."""
+    import citypipe
+
+    folders = [Path(citypipe.__file__).resolve().parents[1] / "profiles", params_file.resolve().parent / "profiles"]
+    for folder in folders:
+        if (folder / f"{name}.yaml").is_file():
+            return folder / f"{name}.yaml"
+    known = sorted({p.stem for folder in folders for p in folder.glob("*.yaml")})
+    raise CitypipeError(f"{name}: no such profile (known: {', '.join(known) or 'none'}) "
+                        f"in {' or '.join(str(f) for f in dict.fromkeys(folders))}")
 
 
 @main.command()
@@ -79,8 +210,11 @@ def infer(image: Path, checkpoint: Path, output: Path, image_size, mask: str, de
 @reports_errors
 def profile(name: str, data_root: str | None, params_path: str, dry_run: bool) -> None:
     """Apply profiles/NAME.yaml to params.yaml, comments kept (e.g. `cityscapes`: the real recipe)."""
+    from citypipe.atomic import write_text
+    from citypipe.profiles import apply_profile, read_profile
+
     params_file = Path(params_path)
-    changes_wanted = read_profile(params_file.resolve().parent / "profiles" / f"{name}.yaml")
+    changes_wanted = read_profile(profile_path(params_file, name))
     if data_root is not None:
         changes_wanted.setdefault("data", {})["root"] = data_root
     try:

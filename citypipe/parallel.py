@@ -18,7 +18,7 @@ Result = TypeVar("Result")
 def map_with_progress(fn: Callable[[Job], Result], jobs: list[Job], workers: int, desc: str) -> list[Result]:
     """Results in job order; the first exception stops the map and is raised."""
     results: list[Result] = []
-    with tqdm(total=len(jobs), desc=desc, unit="img") as progress:
+    with tqdm(total=len(jobs), desc=desc, unit="img", disable=None) as progress:  # None: only on a TTY
         if workers > 1:
             with ThreadPoolExecutor(workers) as pool:
                 for result in pool.map(fn, jobs):  # on an error, map cancels the jobs not yet started

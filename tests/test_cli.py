@@ -1,9 +1,18 @@
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 from citypipe.cli import main
 from citypipe.data import layout
+from citypipe.data.dataset import to_rgb8
 from citypipe.labels import evaluated_labels
 
 
@@ -28,3 +37,123 @@ def test_infer_reports_a_missing_checkpoint_in_one_line(tmp_path):
     result = CliRunner().invoke(main, ["infer", str(tmp_path / "a.png"), "--checkpoint", str(tmp_path / "x.pt"),
                                        "--output", str(tmp_path / "o.png")])
     assert result.exit_code == 1 and "checkpoint not found" in result.output
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess:
+    """`citypipe ARGS` in a fresh interpreter; prints the heavy modules it imported on a last line."""
+    code = ("import sys\nfrom citypipe.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'numpy', 'pandas', 'dvc', 'PIL') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_help_imports_no_torch_and_version_prints_the_package_version():
+    result = _run_cli("--help")
+    assert "infer" in result.stdout and "profile" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout  # no torch, numpy, pandas, dvc
+    result = _run_cli("infer", "--help")
+    assert "--scales" in result.stdout and result.stdout.strip().splitlines()[-1] == "[]"
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"citypipe {importlib.metadata.version('citypipe')}"
+
+
+def test_infer_on_a_split_recurses_into_cities_and_mirrors_them(synth_root, trained_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["infer", "--split", "val", "--data-root", str(synth_root), "--checkpoint",
+                                       str(trained_checkpoint), "--output", str(out), "--device", "cpu",
+                                       "--mask", "trainids"])
+    assert result.exit_code == 0, result.output
+    images = sorted((synth_root / "leftImg8bit" / "val").rglob("*.png"))
+    assert len(images) == 6
+    for image in images:
+        city = image.parent.name
+        assert (out / city / f"{image.stem}_overlay.png").is_file()
+        assert (out / city / f"{image.stem}_trainIds.png").is_file()
+    # the same folder given as IMAGE: same tree
+    result = CliRunner().invoke(main, ["infer", str(synth_root / "leftImg8bit" / "val"), "--checkpoint",
+                                       str(trained_checkpoint), "--output", str(tmp_path / "again"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(tmp_path / "again") for p in (tmp_path / "again").rglob("*.png")) == \
+        sorted(p.relative_to(out) for p in out.rglob("*_overlay.png"))
+
+
+@pytest.mark.parametrize("options", [
+    ["--flip"],
+    ["--scales", "0.75,1.0,1.25"],
+    ["--scales", "0.75", "--scales", "1.25", "--flip"],
+    ["--mode", "slide", "--crop-size", "32", "64", "--stride", "32", "64"],
+])
+def test_infer_takes_the_evaluate_stage_inference_options(options, synth_root, trained_checkpoint, tmp_path):
+    image = layout.find_samples(synth_root, "val")[0].image
+    result = CliRunner().invoke(main, ["infer", str(image), "--checkpoint", str(trained_checkpoint), "--output",
+                                       str(tmp_path / "o.png"), "--device", "cpu", *options])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "o.png").size == Image.open(image).size
+
+
+def test_infer_scales_16_bit_greyscale_to_8_bit(trained_checkpoint, tmp_path):
+    ramp = np.tile(np.arange(0, 65536, 512, dtype=np.uint16), (32, 1))  # (32, 128), 0..65024
+    Image.fromarray(ramp).save(tmp_path / "grey16.png")
+    rgb = np.asarray(to_rgb8(Image.open(tmp_path / "grey16.png")))
+    assert rgb.shape == (32, 128, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb[..., 0], (ramp >> 8).astype(np.uint8))
+    assert np.array_equal(rgb[..., 0], rgb[..., 2])
+    result = CliRunner().invoke(main, ["infer", str(tmp_path / "grey16.png"), "--checkpoint", str(trained_checkpoint),
+                                       "--output", str(tmp_path / "o.png"), "--device", "cpu", "--alpha", "0"])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o.png")), rgb)  # alpha 0: the picture itself
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--alpha", "5"], "--alpha"),
+    (["--image-size", "0", "0"], "--image-size"),
+    (["--device", "tpu"], "--device"),
+    (["--scales", "1,x"], "--scales"),
+    (["--scales", "-1"], "--scales"),
+    (["--crop-size", "0", "5"], "--crop-size"),
+    (["--output", "FOLDER"], "give a file name"),
+    (["--split", "val", "--data-root", "nowhere"], "no folder"),
+])
+def test_infer_refuses_hostile_options_in_one_line_writing_nothing(options, message, trained_checkpoint, tmp_path):
+    Image.new("RGB", (16, 8)).save(tmp_path / "a.png")
+    (tmp_path / "folder").mkdir()
+    options = [str(tmp_path / "folder") if o == "FOLDER" else o for o in options]
+    args = ["infer", *([] if "--split" in options else [str(tmp_path / "a.png")]), "--checkpoint",
+            str(trained_checkpoint), "--device", "cpu"]
+    if "--output" not in options:
+        args += ["--output", str(tmp_path / "o.png")]
+    result = CliRunner().invoke(main, [*args, *options])
+    assert result.exit_code == 1, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.png", "folder"]
+
+
+def test_infer_out_of_memory_says_to_use_image_size(trained_checkpoint, tmp_path, monkeypatch):
+    import torch
+
+    from citypipe.evaluation import inference
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    monkeypatch.setattr(inference, "predict", out_of_memory)
+    Image.new("RGB", (16, 8)).save(tmp_path / "a.png")
+    result = CliRunner().invoke(main, ["infer", str(tmp_path / "a.png"), "--checkpoint", str(trained_checkpoint),
+                                       "--output", str(tmp_path / "o.png"), "--device", "cpu"])
+    assert result.exit_code == 1 and "use --image-size" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "o.png").exists()
+
+
+def test_profile_finds_the_project_profiles_wherever_params_points(tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(REPO / "params.yaml", other / "params.yaml")  # no other/profiles/
+    result = CliRunner().invoke(main, ["profile", "cityscapes", "--dry-run", "--params", str(other / "params.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "train.crop_size" in result.output
+    result = CliRunner().invoke(main, ["profile", "nope", "--params", str(other / "params.yaml")])
+    assert result.exit_code == 1 and "known: cityscapes" in result.output

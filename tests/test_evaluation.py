@@ -219,3 +219,14 @@ def test_evaluate_amp_decides_whether_prediction_runs_under_autocast(amp):
                           InferenceConfig("whole", (8, 16), (8, 16), (8, 16), False, (1.0,)), amp)
     predictor.predict(torch.zeros(1, 3, 8, 16, dtype=torch.uint8))
     assert seen == [amp]
+
+
+def test_split_headline_keeps_numbers_and_intervals_apart_from_the_class_tables():
+    from citypipe.evaluation.scores import split_headline
+
+    scores = {"pixel_acc": 0.8, "miou": 0.25, "miou_ci95": [0.2, 0.3], "num_images": 15,
+              "class_iou": {"road": 0.9}, "category_iou": {"flat": 0.95}}
+    headline, tables = split_headline(scores)
+    assert headline == {"pixel_acc": 0.8, "miou": 0.25, "miou_ci95": [0.2, 0.3], "num_images": 15}
+    assert tables == {"class_iou": {"road": 0.9}, "category_iou": {"flat": 0.95}}
+    assert {**headline, **tables} == scores

@@ -31,7 +31,13 @@ def _decoded(path: Path, what: str) -> Image.Image:
 
 
 def open_image(path: Path) -> Image.Image:
-    image = _decoded(path, "image")
+    return to_rgb8(_decoded(path, "image"))
+
+
+def to_rgb8(image: Image.Image) -> Image.Image:
+    """Any PIL image -> 8-bit RGB. 16-bit greyscale keeps its high byte (PIL's convert would clip it to white)."""
+    if image.mode.startswith("I;16") or (image.mode == "I" and np.asarray(image).max() > 255):
+        image = Image.fromarray((np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8))
     return image.convert("RGB") if image.mode != "RGB" else image
 
 

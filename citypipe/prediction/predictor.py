@@ -50,7 +50,7 @@ class Predictor:
 
     def frames(self, loader: DataLoader, desc: str, show_progress: bool = True) -> Iterator[tuple[dict, torch.Tensor]]:
         """Yields (batch, (N, H, W) uint8 trainId predictions on the device)."""
-        for batch in tqdm(loader, desc=desc, unit="batch", disable=not show_progress, leave=False):
+        for batch in tqdm(loader, desc=desc, unit="batch", disable=None if show_progress else True, leave=False):
             yield batch, self.predict(batch["image"].to(self.runtime.device, non_blocking=True))
 
 

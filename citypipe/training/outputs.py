@@ -30,3 +30,63 @@ def write_train_outputs(history: list[dict], best_miou: float, best_epoch: int, 
         "best_val_miou": best_miou if best_miou >= 0 else math.nan,
         "best_epoch": best_epoch,
     })
+
+
+TIMINGS = ("seconds", "images_per_second")  # vary run to run: the text log and progress bar only, never DVC
+
+
+def live_name(key: str) -> str:
+    """History keys -> DVCLive metric names: val_miou -> val/miou, loss -> train/loss."""
+    return f"val/{key[4:]}" if key.startswith("val_") else f"train/{key}"
+
+
+def _six_digits(value: float) -> float:
+    return float(f"{float(value):.6g}")  # as the TSVs always had it: diffs and `dvc exp show` stay readable
+
+
+def text_line(row: dict) -> str:
+    """One epoch for logs/train.log: 'epoch 3  loss 0.4312  lr 0.0183  seconds 12.3  images_per_second 45.6'."""
+    return "  ".join(f"{key} {value:.6g}" if isinstance(value, float) else f"{key} {value}" for key, value in row.items())
+
+
+class TrainLog:
+    """The train stage's per-epoch record: metrics and plots through DVCLive (LIVE_DIR/metrics.json, rewritten each
+    epoch, so `dvc exp show` has live rows during `dvc exp run`; LIVE_DIR/plots/metrics/{train,val}/*.tsv, step =
+    epoch, no timestamps), timings in a plain-text log that DVC does not track.
+
+    A resumed run passes the checkpoint's history: the DVCLive files are rebuilt from it, so they are byte-identical
+    to an uninterrupted run's whenever the run was stopped (DVCLive's own resume=True appends to the TSVs, repeats
+    an epoch that was logged but not checkpointed, and logs step 0 twice after a one-epoch run).
+    """
+
+    def __init__(self, live_dir: Path, text_log: Path, history: list[dict] = ()):
+        from dvclive import Live  # imports DVC: only where training runs
+
+        self._live = Live(dir=str(live_dir), resume=False, report=None, save_dvc_exp=False, dvcyaml=None)
+        self._text_log = Path(text_log)
+        self._text_log.parent.mkdir(parents=True, exist_ok=True)
+        with self._text_log.open("a" if history else "w") as log:
+            if history:
+                log.write(f"resumed after epoch {history[-1]['epoch']}\n")
+        for row in history:
+            self._log_live(row)
+
+    def _log_live(self, row: dict) -> None:
+        self._live.step = int(row["epoch"])
+        for key, value in row.items():
+            if key != "epoch" and key not in TIMINGS:
+                self._live.log_metric(live_name(key), _six_digits(value))
+        self._live.next_step()  # writes metrics.json and the step's rows
+
+    def log_epoch(self, row: dict) -> None:
+        """{"epoch": 3, "loss": ..., "lr": ..., "seconds": ..., "images_per_second": ..., ["val_miou": ...]}."""
+        self._log_live(row)
+        with self._text_log.open("a") as log:
+            log.write(text_line(row) + "\n")
+
+    def finish(self, best_miou: float, best_epoch: int) -> None:
+        """The run's summary: the last epoch's values plus the best validation mIoU and its epoch."""
+        if best_miou >= 0:
+            self._live.log_metric("val/best_miou", _six_digits(best_miou), plot=False)
+            self._live.log_metric("val/best_epoch", int(best_epoch), plot=False)
+        self._live.end()
