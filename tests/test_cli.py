@@ -135,12 +135,12 @@ def test_infer_refuses_hostile_options_in_one_line_writing_nothing(options, mess
 def test_infer_out_of_memory_says_to_use_image_size(trained_checkpoint, tmp_path, monkeypatch):
     import torch
 
-    from citypipe.evaluation import inference
+    from citypipe.prediction import predictor
 
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
 
-    monkeypatch.setattr(inference, "predict", out_of_memory)
+    monkeypatch.setattr(predictor, "predict", out_of_memory)
     Image.new("RGB", (16, 8)).save(tmp_path / "a.png")
     result = CliRunner().invoke(main, ["infer", str(tmp_path / "a.png"), "--checkpoint", str(trained_checkpoint),
                                        "--output", str(tmp_path / "o.png"), "--device", "cpu"])
