@@ -50,10 +50,10 @@ def _number(metrics: dict[str, Any], key: str) -> float:
 
 
 def _interval(metrics: dict[str, Any], key: str) -> str:
-    ci = metrics.get(f"{key}_ci95")
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci):
-        return f"[{ci[0]:.4f}, {ci[1]:.4f}]"
-    return ""
+    """The bootstrap interval eval.json gives as KEY_ci95_low / KEY_ci95_high (flat numbers, which
+    `dvc exp show` and `dvc metrics diff` show; they drop lists); '' where there is none."""
+    low, high = _number(metrics, f"{key}_ci95_low"), _number(metrics, f"{key}_ci95_high")
+    return "" if math.isnan(low) or math.isnan(high) else f"[{low:.4f}, {high:.4f}]"
 
 
 def headline_table(experiments: Experiments, baseline: str) -> pd.DataFrame:
@@ -174,23 +174,11 @@ def _run(command: list[str], cwd: Path) -> str:
     return result.stdout
 
 
-def _intervals_from_git(repo: Path, rev: str, path: str, metrics: dict[str, Any]) -> None:
-    """`dvc exp show` drops list values, so the [low, high] intervals are read from the file itself."""
-    try:
-        text = (repo / path).read_text() if rev == "workspace" else _run(["git", "show", f"{rev}:{path}"], repo)
-        content = json.loads(text)
-    except (OSError, CitypipeError, ValueError):
-        return
-    metrics.update({k: v for k, v in content.items() if k.endswith("_ci95")})
-
-
 def collect_experiments(repo: Path, all_branches: bool, eval_file: str = "metrics/eval.json") -> tuple[Experiments, str]:
     """({name: (params, eval metrics)}, the name of HEAD's baseline row) from `dvc exp show --json` in `repo`."""
     command = [sys.executable, "-m", "dvc", "exp", "show", "--json", *(["--all-branches"] if all_branches else [])]
     entries = json.loads(_run(command, repo))
     experiments, revs = experiments_from_exp_show(entries, eval_file)
-    for name, rev in revs.items():
-        _intervals_from_git(repo, rev, eval_file, experiments[name][1])
     head = _run(["git", "rev-parse", "HEAD"], repo).strip()
     baseline = next((n for n, r in revs.items() if r == head), "workspace")
     return experiments, baseline

@@ -18,8 +18,8 @@ from citypipe.training.trainer import TrainPaths, run_training
 @click.option("--class-weights", default="data/class_weights.json", show_default=True)
 @click.option("--sample-weights", default="data/sample_weights.json", show_default=True)
 @click.option("--checkpoints", default="checkpoints", show_default=True)
-@click.option("--plots", default="plots/train", show_default=True)
-@click.option("--metrics", default="metrics/train.json", show_default=True)
+@click.option("--live-dir", default="dvclive", show_default=True, help="DVCLive's folder: metrics.json and per-epoch plots.")
+@click.option("--log", "log_path", default="logs/train.log", show_default=True, help="Text log with timings (not tracked by DVC).")
 @click.option("--data-root", default=None, help="Override data.root.")
 @click.option("--num-epochs", type=int, default=None, help="Override train.epochs.")
 @click.option("--batch-size", type=int, default=None, help="Override train.batch_size.")
@@ -29,7 +29,7 @@ from citypipe.training.trainer import TrainPaths, run_training
 @click.option("--filter-city", multiple=True, help="Override data.cities (repeatable).")
 @click.option("--no-pretrained", is_flag=True, help="Set model.pretrained none and model.weights_file empty.")
 @reports_errors
-def main(params_path, cache, class_weights, sample_weights, checkpoints, plots, metrics, data_root, num_epochs,
+def main(params_path, cache, class_weights, sample_weights, checkpoints, live_dir, log_path, data_root, num_epochs,
          batch_size, image_size, device_type, grad_accum_steps, filter_city, no_pretrained) -> None:
     overrides = {"data.root": data_root, "train.epochs": num_epochs, "train.batch_size": batch_size,
                  "device.type": device_type, "train.grad_accum_steps": grad_accum_steps,
@@ -40,7 +40,7 @@ def main(params_path, cache, class_weights, sample_weights, checkpoints, plots, 
     if no_pretrained:
         overrides.update({"model.pretrained": "none", "model.weights_file": ""})
     p = load_params(params_path, {k: v for k, v in overrides.items() if v is not None})
-    paths = TrainPaths(Path(cache), Path(class_weights), Path(sample_weights), Path(checkpoints), Path(plots), Path(metrics))
+    paths = TrainPaths(Path(cache), Path(class_weights), Path(sample_weights), Path(checkpoints), Path(live_dir), Path(log_path))
     state = run_training(p.data, p.model, p.train, p.evaluate, p.device, paths)
     click.echo(f"train: {state.epoch} epochs, best val mIoU {state.best_miou:.4f} (epoch {state.best_epoch})")
 

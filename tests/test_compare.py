@@ -20,7 +20,7 @@ from citypipe.errors import CitypipeError
 def _exp(lr, miou, classes, epochs=12, ci=None):
     metrics = {"miou": miou, "pixel_acc": 0.9 + lr, "iiou": miou / 2, "class_iou": classes}
     if ci:
-        metrics["miou_ci95"] = ci
+        metrics["miou_ci95_low"], metrics["miou_ci95_high"] = ci
     return {"train": {"lr": lr, "epochs": epochs, "crop_size": [128, 256]}, "model": {"arch": "deeplabv3plus"}}, metrics
 
 
@@ -105,7 +105,7 @@ def test_experiments_from_exp_show_json():
 STAGE = """
 import json, yaml
 lr = yaml.safe_load(open("params.yaml"))["train"]["lr"]
-json.dump({"miou": 0.5 + lr, "pixel_acc": 0.9, "iiou": 0.3, "miou_ci95": [0.49 + lr, 0.51 + lr],
+json.dump({"miou": 0.5 + lr, "pixel_acc": 0.9, "iiou": 0.3, "miou_ci95_low": 0.49 + lr, "miou_ci95_high": 0.51 + lr,
            "class_iou": {"road": 0.9, "car": 0.2 + 3 * lr}}, open("eval.json", "w"))
 """
 

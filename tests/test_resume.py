@@ -47,9 +47,10 @@ def assert_same_run(a: Path, b: Path) -> None:
     for name in ("last.pt", "best.pt"):
         wa, wb = weights_of(a / "checkpoints" / name), weights_of(b / "checkpoints" / name)
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
-    assert (a / "train.json").read_bytes() == (b / "train.json").read_bytes()
-    for series in ("loss.tsv", "val.tsv"):
-        assert (a / "plots" / series).read_bytes() == (b / "plots" / series).read_bytes(), series
+    live_a, live_b = sorted((a / "dvclive").rglob("*.*")), sorted((b / "dvclive").rglob("*.*"))
+    assert [p.relative_to(a) for p in live_a] == [p.relative_to(b) for p in live_b]
+    for file_a, file_b in zip(live_a, live_b):  # metrics.json and every per-epoch series
+        assert file_a.read_bytes() == file_b.read_bytes(), file_a.relative_to(a)
 
 
 @pytest.fixture(scope="module")
@@ -105,4 +106,4 @@ def test_best_checkpoint_holds_what_inference_needs_and_last_the_training_state(
     last = torch.load(uninterrupted / "checkpoints" / "last.pt", weights_only=True)
     assert set(best) == {"model", "model_config", "params", "epoch", "miou"}
     assert {"optimizer", "scheduler", "scaler", "history"} <= set(last)
-    assert json.loads((uninterrupted / "train.json").read_text())["best_epoch"] == best["epoch"]
+    assert json.loads((uninterrupted / "dvclive" / "metrics.json").read_text())["val"]["best_epoch"] == best["epoch"]

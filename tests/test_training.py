@@ -104,10 +104,10 @@ def test_resume_after_a_kill_ends_like_an_uninterrupted_run(synth_root, prepared
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
     assert a["model"].keys() == b["model"].keys()
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert json.loads((tmp_path / "straight" / "train.json").read_text()) == \
-        json.loads((tmp_path / "resumed" / "train.json").read_text())
-    rows = (tmp_path / "resumed" / "plots" / "val.tsv").read_text().strip().splitlines()
-    assert rows[0] == "epoch\tval_miou\tval_pixel_acc" and len(rows) == 3
+    assert json.loads((tmp_path / "straight" / "dvclive" / "metrics.json").read_text()) == \
+        json.loads((tmp_path / "resumed" / "dvclive" / "metrics.json").read_text())
+    rows = (tmp_path / "resumed" / "dvclive" / "plots" / "metrics" / "val" / "miou.tsv").read_text().strip().splitlines()
+    assert rows[0] == "step\tmiou" and len(rows) == 3
 
 
 def test_non_finite_loss_stops_the_run(synth_root, prepared, tmp_path):

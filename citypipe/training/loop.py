@@ -107,10 +107,11 @@ def train_one_epoch(setup: TrainingSetup, epoch: int, state: TrainState) -> dict
 
 
 def fit(setup: TrainingSetup, state: TrainState, validate: Callable[[], dict],
-        on_epoch_end: Callable[[TrainState, bool], None]) -> TrainState:
+        on_epoch_end: Callable[[TrainState, bool, dict], None]) -> TrainState:
     """Train from `state.epoch` to `setup.config.epochs`.
 
-    `validate()` returns scores ({"miou", "pixel_acc", ...}); `on_epoch_end(state, is_best)` saves.
+    `validate()` returns scores ({"miou", "pixel_acc", ...}); `on_epoch_end(state, is_best, timings)` saves
+    and logs (timings: {"seconds", "images_per_second"} of the epoch, for the text log only).
     """
     config = setup.config
     for epoch in range(state.epoch, config.epochs):
@@ -120,10 +121,7 @@ def fit(setup: TrainingSetup, state: TrainState, validate: Callable[[], dict],
         torch.manual_seed(config.seed * 1_000_003 + epoch)
         stats = train_one_epoch(setup, epoch, state)
         # timings go to the log only: what DVC hashes (checkpoints, series) must depend on deps and params alone
-        seconds, images_per_second = stats.pop("seconds"), stats.pop("images_per_second")
-        if setup.dist_info.is_main:
-            print(f"train: epoch {epoch + 1}/{config.epochs} loss {stats['loss']:.4f} lr {stats['lr']:.3g} "
-                  f"({seconds:.1f} s, {images_per_second:.1f} img/s)", flush=True)
+        timings = {key: stats.pop(key) for key in ("seconds", "images_per_second")}
         row = {"epoch": epoch + 1, **stats}
         is_best = False
         if (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs:
@@ -134,5 +132,5 @@ def fit(setup: TrainingSetup, state: TrainState, validate: Callable[[], dict],
                 state.best_miou, state.best_epoch, is_best = miou, epoch + 1, True
         state.epoch = epoch + 1
         state.history.append(row)
-        on_epoch_end(state, is_best)
+        on_epoch_end(state, is_best, timings)
     return state

@@ -37,7 +37,7 @@ from citypipe.training.distributed import DistInfo, barrier, init_distributed
 from citypipe.training.loop import LoopConfig, TrainingSetup, TrainState, fit
 from citypipe.training.losses import SegmentationLoss
 from citypipe.training.optim import build_optimizer
-from citypipe.training.outputs import write_train_outputs
+from citypipe.training.outputs import TrainLog, text_line
 from citypipe.training.schedule import lr_factor
 
 
@@ -46,9 +46,9 @@ class TrainPaths:
     cache: Path  # prepare-labels' trainId cache
     class_weights: Path
     sample_weights: Path
-    checkpoints: Path  # last.pt, best.pt
-    plots: Path  # loss.tsv, val.tsv
-    metrics: Path  # metrics/train.json
+    checkpoints: Path  # last.pt (training state), best.pt (for inference)
+    live: Path  # DVCLive's folder: metrics.json (rewritten each epoch) and plots/metrics/{train,val}/*.tsv
+    log: Path  # plain-text log with timings, not tracked by DVC
 
 
 def read_weights(path: Path, keys: list[str], what: str) -> torch.Tensor:
@@ -130,21 +130,25 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
                   "fingerprint": run_fingerprint(paths)}
     state = resume_state(paths.checkpoints, run_params, setup)
     predictor = Predictor(model, runtime, InferenceConfig.from_params(evaluate_params), evaluate_params.amp)
+    # a resumed run rebuilds DVCLive's files from the checkpoint's history (DVC removed them before the stage)
+    log = TrainLog(paths.live, paths.log, state.history) if dist_info.is_main else None
 
     def validate() -> dict:
         return compute_scores(evaluate(predictor, loaders[2], dist_info.is_main))
 
-    def on_epoch_end(state: TrainState, is_best: bool) -> None:
+    def on_epoch_end(state: TrainState, is_best: bool, timings: dict) -> None:
         if dist_info.is_main:
             if is_best:  # best first: a last.pt on disk never points to a best.pt that is not there yet
                 save_checkpoint(paths.checkpoints / "best.pt", inference_checkpoint(model, state, run_params))
             save_checkpoint(paths.checkpoints / "last.pt", training_checkpoint(setup, state, run_params))
-            write_train_outputs(state.history, state.best_miou, state.best_epoch, paths.plots, paths.metrics)
+            row = {**state.history[-1], **timings}
+            log.log_epoch(row)
+            print(f"train: {text_line(row)}", flush=True)
         barrier(dist_info)
 
     state = fit(setup, state, validate, on_epoch_end)
-    if dist_info.is_main:  # also after resuming a finished run: DVC removed the old metrics and plots
-        write_train_outputs(state.history, state.best_miou, state.best_epoch, paths.plots, paths.metrics)
+    if dist_info.is_main:
+        log.finish(state.best_miou, state.best_epoch)
     return state
 
 
