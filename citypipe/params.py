@@ -165,9 +165,11 @@ class EvaluateParams:
     amp: bool  # predict under device.amp's autocast; false = fp32, as the official numbers are scored
     batch_size: int
     workers: int
+    bootstrap_resamples: int  # resamples of the images behind eval.json's 95% intervals
+    bootstrap_seed: int
 
     def __post_init__(self) -> None:
-        _check_positive("evaluate", self, "size", "crop_size", "stride", "batch_size", "scales")
+        _check_positive("evaluate", self, "size", "crop_size", "stride", "batch_size", "scales", "bootstrap_resamples")
         if not self.scales:
             _fail("evaluate.scales", "at least one scale", [])
         if self.workers < 0:

@@ -17,14 +17,16 @@ from citypipe.params import load_params
 @params_option
 @checkpoint_option
 @cache_option
-@click.option("--metrics", default="metrics/eval.json", show_default=True)
+@click.option("--metrics", default="metrics/eval.json", show_default=True, help="Headline numbers and their intervals.")
+@click.option("--class-metrics", default="metrics/eval_classes.json", show_default=True, help="Per-class and per-category scores.")
 @click.option("--plots", default="plots/eval", show_default=True, help="Folder of class_iou.csv and confusion_matrix.csv.")
 @reports_errors
-def main(params_path: str, checkpoint: str, cache: str, metrics: str, plots: str) -> None:
+def main(params_path: str, checkpoint: str, cache: str, metrics: str, class_metrics: str, plots: str) -> None:
     p = load_params(params_path)
-    paths = EvaluatePaths(Path(cache), Path(checkpoint), Path(metrics), Path(plots))
+    paths = EvaluatePaths(Path(cache), Path(checkpoint), Path(metrics), Path(class_metrics), Path(plots))
     scores = evaluate_checkpoint(p.data, p.model, p.evaluate, p.device, paths)
-    click.echo(f"evaluate: mIoU {scores['miou']:.4f}  pixel acc {scores['pixel_acc']:.4f}  iIoU {scores['iiou']:.4f}")
+    click.echo(f"evaluate: mIoU {scores['miou']:.4f} (95% CI {scores['miou_ci95_low']:.4f}-{scores['miou_ci95_high']:.4f})"
+               f"  pixel acc {scores['pixel_acc']:.4f}  iIoU {scores['iiou']:.4f}")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def fixture_params(synth_root, **overrides):
 def run_evaluate(synth_root, cache, checkpoint, out, **overrides) -> dict:
     p = fixture_params(synth_root, **overrides)
     return evaluate_checkpoint(p.data, p.model, p.evaluate, p.device,
-                               EvaluatePaths(cache, checkpoint, out / "eval.json", out / "plots"))
+                               EvaluatePaths(cache, checkpoint, out / "eval.json", out / "eval_classes.json", out / "plots"))
 
 
 def _corrupt(train_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -120,7 +120,12 @@ def test_export_scored_officially_equals_eval_json(synth_root, prepared, trained
     assert count == len(samples)
     predictions = [str(tmp_path / "submission" / f"{s.frame_id}_leftImg8bit.png") for s in samples]
     official = official_evaluator.evaluateImgLists(predictions, [str(s.label_ids) for s in samples], official_evaluator.args)
-    _compare(json.loads((tmp_path / "eval.json").read_text(), parse_constant=float), official)
+    headline = json.loads((tmp_path / "eval.json").read_text())
+    tables = json.loads((tmp_path / "eval_classes.json").read_text())
+    assert not set(headline) & set(tables) and all(isinstance(v, dict) for v in tables.values())
+    assert headline["miou_ci95_low"] <= headline["miou"] <= headline["miou_ci95_high"]
+    assert headline["pixel_acc_ci95_low"] <= headline["pixel_acc"] <= headline["pixel_acc_ci95_high"]
+    _compare({**headline, **tables}, official)
 
 
 def test_evaluate_rejects_a_checkpoint_of_another_architecture(synth_root, prepared, trained_checkpoint, tmp_path):
@@ -230,3 +235,16 @@ def test_split_headline_keeps_numbers_and_intervals_apart_from_the_class_tables(
     assert headline == {"pixel_acc": 0.8, "miou": 0.25, "miou_ci95": [0.2, 0.3], "num_images": 15}
     assert tables == {"class_iou": {"road": 0.9}, "category_iou": {"flat": 0.95}}
     assert {**headline, **tables} == scores
+
+
+def test_per_image_matrices_add_up_to_the_split_matrix():
+    """The bootstrap resamples these: each image's own counts, summing to the matrix that is scored."""
+    rng = np.random.default_rng(1)
+    cm = ConfusionMatrix(keep_per_image=True)
+    for _ in range(3):
+        target = torch.from_numpy(rng.integers(0, 19, (16, 32)).astype(np.uint8))
+        target[:2] = IGNORE_INDEX
+        cm.update(target, torch.from_numpy(rng.integers(0, 19, (16, 32)).astype(np.uint8)))
+    assert len(cm.per_update) == 3
+    assert torch.equal(torch.stack(cm.per_update).sum(0), cm.mat)
+    assert int(cm.per_update[0].sum()) == 14 * 32  # ignored rows left out

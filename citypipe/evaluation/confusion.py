@@ -54,10 +54,13 @@ def _pair_counts(target: torch.Tensor, prediction: torch.Tensor, n: int) -> torc
 class ConfusionMatrix:
     """Accumulates pixel counts and instance statistics on `device`."""
 
-    def __init__(self, device: torch.device | str = "cpu", num_classes: int = NUM_CLASSES) -> None:
+    def __init__(self, device: torch.device | str = "cpu", num_classes: int = NUM_CLASSES,
+                 keep_per_image: bool = False) -> None:
         self.n = num_classes
         self.device = torch.device(device)
         self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=self.device)
+        # each update's own (n, n) counts, for bootstrap intervals over images (update one image at a time)
+        self.per_update: list[torch.Tensor] | None = [] if keep_per_image else None
         # iIoU sums per trainId and per instance category: weighted true positives and false negatives
         self.inst_tp = torch.zeros(num_classes, dtype=torch.float64, device=self.device)
         self.inst_fn = torch.zeros_like(self.inst_tp)
@@ -73,8 +76,10 @@ class ConfusionMatrix:
     @torch.no_grad()
     def update(self, target: torch.Tensor, prediction: torch.Tensor) -> None:
         """target, prediction: (...,) uint8/integer trainIds of the same shape; target 255 is ignored."""
-        counts = _pair_counts(target.reshape(-1), prediction.reshape(-1), self.n)
-        self.mat += counts[: self.n * self.n].view(self.n, self.n)
+        counts = _pair_counts(target.reshape(-1), prediction.reshape(-1), self.n)[: self.n * self.n].view(self.n, self.n)
+        self.mat += counts
+        if self.per_update is not None:
+            self.per_update.append(counts)
 
     @torch.no_grad()
     def update_instances(self, instances: torch.Tensor, prediction: torch.Tensor) -> None:

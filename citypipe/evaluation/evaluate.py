@@ -5,13 +5,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 from citypipe.atomic import write_json, write_text
 from citypipe.data import layout
 from citypipe.errors import CitypipeError
+from citypipe.evaluation.bootstrap import bootstrap_interval
 from citypipe.evaluation.confusion import ConfusionMatrix
-from citypipe.evaluation.scores import compute_scores
+from citypipe.evaluation.scores import compute_scores, split_headline
 from citypipe.labels import class_names
 from citypipe.params import DataParams, DeviceParams, EvaluateParams, ModelParams
 from citypipe.prediction.predictor import Predictor, frame_loader
@@ -22,20 +24,24 @@ from citypipe.runtime import runtime_for
 class EvaluatePaths:
     cache: Path  # prepare-labels' trainId cache
     checkpoint: Path
-    metrics: Path  # metrics/eval.json
+    metrics: Path  # metrics/eval.json: the headline numbers with their bootstrap intervals
+    class_metrics: Path  # metrics/eval_classes.json: per-class and per-category IoU / iIoU
     plots: Path  # class_iou.csv, confusion_matrix.csv
 
 
-def evaluate(predictor: Predictor, loader: DataLoader, show_progress: bool = True) -> ConfusionMatrix:
-    """Confusion matrix and instance statistics over the loader, all-reduced across DDP ranks."""
+def evaluate(predictor: Predictor, loader: DataLoader, show_progress: bool = True,
+             per_image: bool = False) -> ConfusionMatrix:
+    """Confusion matrix and instance statistics over the loader, all-reduced across DDP ranks;
+    with `per_image`, also each image's own matrix (`cm.per_update`, in loader order)."""
     runtime = predictor.runtime
-    cm = ConfusionMatrix(runtime.device)
+    cm = ConfusionMatrix(runtime.device, keep_per_image=per_image)
     for batch, prediction in predictor.frames(loader, "evaluate", show_progress):
         label = batch["label"].to(runtime.device, non_blocking=True)
         if label.shape != prediction.shape:
             raise CitypipeError(f"{batch['frame_id'][0]}: prediction size {tuple(prediction.shape[1:])} "
                                 f"differs from label size {tuple(label.shape[1:])}")
-        cm.update(label, prediction)
+        for image_label, image_prediction in (zip(label, prediction) if per_image else [(label, prediction)]):
+            cm.update(image_label, image_prediction)
         instances = batch["instances"].to(runtime.device, non_blocking=True)
         for i in range(prediction.shape[0]):
             cm.update_instances(instances[i], prediction[i])
@@ -55,6 +61,16 @@ def confusion_csv(mat: np.ndarray) -> str:
     return "\n".join(rows) + "\n"
 
 
+def bootstrap_intervals(per_image: np.ndarray, resamples: int, seed: int) -> dict[str, float]:
+    """{"miou_ci95_low": ..., "miou_ci95_high": ..., "pixel_acc_ci95_low": ..., ...}: 95% percentile
+    intervals over images, as flat numbers (`dvc metrics diff` and `dvc exp show` drop lists)."""
+    intervals = {}
+    for metric in ("miou", "pixel_acc"):
+        low, high = bootstrap_interval(per_image, metric, resamples, seed)
+        intervals[f"{metric}_ci95_low"], intervals[f"{metric}_ci95_high"] = low, high
+    return intervals
+
+
 def evaluate_checkpoint(data: DataParams, model: ModelParams, evaluate_params: EvaluateParams, device: DeviceParams,
                         paths: EvaluatePaths) -> dict:
     """The evaluate stage: score the checkpoint on `evaluate.split`; write metrics and the CSVs behind the plots."""
@@ -65,10 +81,14 @@ def evaluate_checkpoint(data: DataParams, model: ModelParams, evaluate_params: E
     runtime = runtime_for(device)
     predictor = Predictor.from_checkpoint(paths.checkpoint, model, evaluate_params, runtime)
     loader = frame_loader(samples, paths.cache, evaluate_params.batch_size, evaluate_params.workers, runtime)
-    cm = evaluate(predictor, loader)
+    cm = evaluate(predictor, loader, per_image=True)
     scores = compute_scores(cm)
     scores["num_images"] = len(samples)
-    write_json(paths.metrics, scores)
+    per_image = torch.stack(cm.per_update).cpu().numpy()  # (N, 19, 19)
+    scores.update(bootstrap_intervals(per_image, evaluate_params.bootstrap_resamples, evaluate_params.bootstrap_seed))
+    headline, tables = split_headline(scores)
+    write_json(paths.metrics, headline)
+    write_json(paths.class_metrics, tables)
     write_text(paths.plots / "class_iou.csv", class_iou_csv(scores["class_iou"]))
     write_text(paths.plots / "confusion_matrix.csv", confusion_csv(cm.mat.cpu().numpy()))
     return scores
