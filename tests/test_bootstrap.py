@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from citypipe.evaluation.bootstrap import bootstrap_distribution, bootstrap_interval, metric_from_confusion
+from citypipe.evaluation.bootstrap import (
+    bootstrap_distribution,
+    bootstrap_interval,
+    metric_from_confusion,
+)
 from citypipe.evaluation.confusion import ConfusionMatrix
 from citypipe.evaluation.scores import compute_scores
 
