@@ -50,11 +50,15 @@ class DeviceParams:
     channels_last: bool  # CUDA only
     cudnn_benchmark: bool
     compile: bool  # torch.compile the model (CUDA only)
-    num_threads: int  # CPU threads for torch; 0 = torch's default
+    num_threads: int  # CPU threads for torch; 0 = torch's default (the machine's cores)
+    cpu_deterministic: bool  # on the CPU: the same bits on any x86-64 machine (see citypipe/cpu_determinism.py)
 
     def __post_init__(self) -> None:
         if self.num_threads < 0:
             _fail("device.num_threads", "a value >= 0", self.num_threads)
+        if self.cpu_deterministic and self.num_threads == 0:
+            _fail("device.num_threads", "a fixed thread count (the bits depend on it) when device.cpu_deterministic "
+                  "is true", self.num_threads)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from citypipe.cpu_determinism import pin_cpu_determinism
 from citypipe.errors import CitypipeError
 from citypipe.params import DeviceParams
 
@@ -60,3 +61,18 @@ def runtime_for(device: DeviceParams, local_rank: int = 0) -> Runtime:
     """The runtime that params.yaml's `device` section asks for."""
     return make_runtime(device.type, device.amp, device.channels_last, device.cudnn_benchmark, device.num_threads,
                         local_rank)
+
+
+def pin_cpu_numerics(device: DeviceParams) -> dict[str, str]:
+    """Call first thing in a stage process: with `device.cpu_deterministic` on a CPU run, pin threads
+    and kernels so the bits are the same on any x86-64 machine; returns what was pinned ({} if nothing).
+
+    It must run before the process's first torch op (some settings are read once), so stages call it
+    right after loading params, not inside the package functions that tests call in-process.
+    """
+    if not device.cpu_deterministic or resolve_device(device.type).type != "cpu":
+        return {}
+    try:
+        return pin_cpu_determinism(device.num_threads)
+    except RuntimeError as error:
+        raise CitypipeError(f"device.cpu_deterministic: {error}") from None

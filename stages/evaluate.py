@@ -11,6 +11,7 @@ from citypipe.command_line import (
 )
 from citypipe.evaluation.evaluate import EvaluatePaths, evaluate_checkpoint
 from citypipe.params import load_params
+from citypipe.runtime import pin_cpu_numerics
 
 
 @click.command()
@@ -23,6 +24,7 @@ from citypipe.params import load_params
 @reports_errors
 def main(params_path: str, checkpoint: str, cache: str, metrics: str, class_metrics: str, plots: str) -> None:
     p = load_params(params_path)
+    pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     paths = EvaluatePaths(Path(cache), Path(checkpoint), Path(metrics), Path(class_metrics), Path(plots))
     scores = evaluate_checkpoint(p.data, p.model, p.evaluate, p.device, paths)
     click.echo(f"evaluate: mIoU {scores['miou']:.4f} (95% CI {scores['miou_ci95_low']:.4f}-{scores['miou_ci95_high']:.4f})"

@@ -5,6 +5,7 @@ import click
 
 from citypipe.command_line import checkpoint_option, params_option, reports_errors
 from citypipe.params import load_params
+from citypipe.runtime import pin_cpu_numerics
 from citypipe.submission.export import ExportPaths, export_submission
 
 
@@ -16,6 +17,7 @@ from citypipe.submission.export import ExportPaths, export_submission
 @reports_errors
 def main(params_path: str, checkpoint: str, out_dir: str, zip_path: str) -> None:
     p = load_params(params_path)
+    pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     count = export_submission(p.data, p.model, p.evaluate, p.export, p.device,
                               ExportPaths(Path(checkpoint), Path(out_dir), Path(zip_path)))
     click.echo(f"export-submission: {count} labelIds PNGs in {out_dir}, validated; zip: {zip_path}")

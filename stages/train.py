@@ -9,6 +9,7 @@ import click
 
 from citypipe.command_line import cache_option, params_option, reports_errors
 from citypipe.params import load_params
+from citypipe.runtime import pin_cpu_numerics
 from citypipe.training.trainer import TrainPaths, run_training
 
 
@@ -40,6 +41,7 @@ def main(params_path, cache, class_weights, sample_weights, checkpoints, live_di
     if no_pretrained:
         overrides.update({"model.pretrained": "none", "model.weights_file": ""})
     p = load_params(params_path, {k: v for k, v in overrides.items() if v is not None})
+    pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     paths = TrainPaths(Path(cache), Path(class_weights), Path(sample_weights), Path(checkpoints), Path(live_dir), Path(log_path))
     state = run_training(p.data, p.model, p.train, p.evaluate, p.device, paths)
     click.echo(f"train: {state.epoch} epochs, best val mIoU {state.best_miou:.4f} (epoch {state.best_epoch})")

@@ -10,6 +10,7 @@ from citypipe.command_line import (
     reports_errors,
 )
 from citypipe.params import load_params
+from citypipe.runtime import pin_cpu_numerics
 from citypipe.visualization.visualize import VisualizePaths, visualize_checkpoint
 
 
@@ -23,6 +24,7 @@ from citypipe.visualization.visualize import VisualizePaths, visualize_checkpoin
 @reports_errors
 def main(params_path, checkpoint, cache, confusion, out_dir, figures) -> None:
     p = load_params(params_path)
+    pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     paths = VisualizePaths(Path(cache), Path(checkpoint), Path(confusion), Path(out_dir), Path(figures))
     count = visualize_checkpoint(p.data, p.model, p.evaluate, p.visualize, p.device, paths)
     click.echo(f"visualize: {count} panels in {out_dir}, figures in {figures}")
