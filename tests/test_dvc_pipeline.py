@@ -110,6 +110,15 @@ def test_plots_show_renders_offline_in_chromium(project, tmp_path):
 
 
 @chromium
+def test_plots_diff_with_side_by_side_images_fits_a_1400_px_window(project, tmp_path):
+    """`dvc plots diff` puts each revision's panel side by side; the template's CSS shrinks them to fit."""
+    run(project, "dvc", "plots", "diff", "HEAD", "--out", str(tmp_path / "diff"))
+    page = tmp_path / "diff" / "index.html"
+    assert page.read_text().count("_panel.png") >= 2  # two revisions of the same panel
+    assert check_plots_render.check_page(page, check_plots_render.find_chromium()) == []
+
+
+@chromium
 def test_the_render_check_fails_on_a_page_without_vega_or_with_an_empty_plot(project, tmp_path):
     run(project, "dvc", "plots", "show", "--out", str(tmp_path / "report"))
     page = (tmp_path / "report" / "index.html").read_text()
@@ -125,6 +134,12 @@ def test_the_render_check_fails_on_a_page_without_vega_or_with_an_empty_plot(pro
     empty.write_text(page[:spec_start] + '"values": []' + page[spec_end + 1:])
     problems = check_plots_render.check_page(empty, check_plots_render.find_chromium())
     assert len(problems) == 1 and re.fullmatch(r"plot 'training_loss': blank \(\d+ coloured pixels\)", problems[0])
+    wide = tmp_path / "report" / "wide.html"  # an image box that does not shrink: the page scrolls sideways
+    body_end = page.rfind("</body>")  # the last one: vega-embed's code contains the text too
+    wide.write_text(page[:body_end] + '<div style="width: 3000px">wide</div>' + page[body_end:])
+    problems = check_plots_render.check_page(wide, check_plots_render.find_chromium())
+    assert len(problems) == 1 and re.fullmatch(rf"{re.escape(str(wide))}: the page is \d+ px wide, wider than a 1400 px window",
+                                               problems[0])
 
 
 def test_switch_to_a_real_cityscapes_folder_with_dvc_add_and_the_profile(project, tmp_path):

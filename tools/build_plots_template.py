@@ -11,6 +11,13 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+STYLE = """<style>table { border-spacing: 15px; } body { font-family: sans-serif; }
+/* image plots: DVC puts one box per revision side by side with white-space: nowrap, so two 1300 px
+   panels overflow the page in `dvc plots diff`; let the boxes share the width and the images shrink */
+div[id$="_png"] { white-space: normal !important; display: flex; flex-wrap: wrap; justify-content: center; }
+div[id$="_png"] > p { flex-basis: 100%; }
+div[id$="_png"] > div { flex: 1 1 0; min-width: 0; max-width: 100%; }
+div[id$="_png"] img { max-width: 100%; height: auto; }</style>"""
 BUILDS = {"vega": "build/vega.min.js", "vega-lite": "build/vega-lite.min.js", "vega-embed": "build/vega-embed.min.js"}
 
 
@@ -28,7 +35,7 @@ def main(specs: list[str]) -> None:
             scripts.append(f"<!-- {spec} (BSD-3-Clause) -->\n<script>{source}</script>")
     page = ("<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>citypipe plots</title>\n"
             + "\n".join(scripts)
-            + "\n<style>table { border-spacing: 15px; } body { font-family: sans-serif; }</style>\n</head>\n"
+            + "\n" + STYLE + "\n</head>\n"
             "<body>\n{plot_divs}\n</body>\n</html>\n")
     target = Path(__file__).resolve().parents[1] / ".dvc" / "plots_offline.html"
     target.write_text(page)

@@ -27,6 +27,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars"]
 MIN_COLOURED_PIXELS = 200  # a line or a few bars; an empty frame with axes has none
+PAGE_WIDTH = 1400  # the page must fit this window without scrolling sideways
 
 PROBE = """
 <script>
@@ -48,7 +49,8 @@ window.addEventListener("load", () => setTimeout(() => {
   const images = [...document.images].map((img) => [img.getAttribute("src"), img.complete && img.naturalWidth > 0]);
   const report = document.createElement("pre");
   report.id = "render-report";
-  report.textContent = JSON.stringify({vega, images});
+  const width = document.documentElement.scrollWidth;
+  report.textContent = JSON.stringify({vega, images, width});
   document.body.appendChild(report);
 }, 2000));
 </script>
@@ -75,7 +77,8 @@ def check_page(index_html: Path, chromium: str, screenshot: Path | None = None) 
     probe_page.write_text(page[:end] + PROBE.replace("%IDS%", json.dumps(ids)) + page[end:])
     try:
         with tempfile.TemporaryDirectory() as profile:
-            dom = _chromium(chromium, Path(profile), "--dump-dom", probe_page.resolve().as_uri())
+            dom = _chromium(chromium, Path(profile), "--dump-dom", f"--window-size={PAGE_WIDTH},2400",
+                            probe_page.resolve().as_uri())
             if screenshot is not None:
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
                 _chromium(chromium, Path(profile), f"--screenshot={screenshot.resolve()}", "--window-size=1280,2400",
@@ -89,6 +92,8 @@ def check_page(index_html: Path, chromium: str, screenshot: Path | None = None) 
     problems = [f"plot {name!r}: " + ("nothing drawn (vega did not run)" if count < 0 else f"blank ({count} coloured pixels)")
                 for name, count in report["vega"].items() if count < MIN_COLOURED_PIXELS]
     problems += [f"image {src}: did not load" for src, loaded in report["images"] if not loaded]
+    if report["width"] > PAGE_WIDTH:
+        problems.append(f"{index_html}: the page is {report['width']} px wide, wider than a {PAGE_WIDTH} px window")
     if screenshot is not None and _ink_share(screenshot) < 0.01:
         problems.append(f"{screenshot}: the screenshot is blank")
     return problems

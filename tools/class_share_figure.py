@@ -25,9 +25,11 @@ def main(root: str, reference_csv: str) -> None:
     labels = evaluated_labels()
     y = np.arange(len(labels))
     figure, axes = plt.subplots(figsize=(7, 6))
-    axes.barh(y - 0.2, [real[l.name] for l in labels], 0.4, label="Cityscapes (train+val, fine)", color="#999999")
-    axes.barh(y + 0.2, [ours[l.id] for l in labels], 0.4, label="CitySynth (demo params)",
-              color=[np.array(l.color) / 255 for l in labels])
+    # the reference bars are white and hatched: no class colour can be mistaken for them (pole is grey)
+    axes.barh(y - 0.2, [real[l.name] for l in labels], 0.4, label="Cityscapes (train+val, fine)", color="white",
+              edgecolor="black", hatch="////", linewidth=0.5)
+    axes.barh(y + 0.2, [ours[l.id] for l in labels], 0.4, label="CitySynth (demo params), in class colours",
+              color=[np.array(l.color) / 255 for l in labels], edgecolor="black", linewidth=0.5)
     axes.set_yticks(y, [l.name for l in labels])
     axes.invert_yaxis()
     axes.set_xscale("log")

@@ -31,6 +31,26 @@ def error_map(image: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> n
     return out
 
 
+def class_legend(train_ids: np.ndarray) -> list[Patch]:
+    """Legend patches for the classes present in (H, W) trainIds, in trainId order."""
+    colours, names = train_id_colors(), class_names()
+    present = np.unique(train_ids)
+    return [Patch(color=colours[i] / 255, label=names[i]) for i in present if i < len(names)]
+
+
+def overlay_figure(image: np.ndarray, train_ids: np.ndarray, alpha: float, title: str, path: Path) -> None:
+    """The overlay at a readable size (10 inches wide, whatever the frame's pixels) with a legend of the
+    predicted classes; `citypipe infer` writes the plain pixel-aligned `overlay` instead."""
+    height, width = train_ids.shape
+    figure, axes = plt.subplots(figsize=(10, 10 * height / width + 0.8))
+    axes.imshow(overlay(image, train_ids, alpha), interpolation="nearest")
+    axes.set_title(f"{title}: prediction over the image", fontsize=10)
+    axes.axis("off")
+    figure.legend(handles=class_legend(train_ids), loc="lower center", ncol=7, fontsize=8, frameon=False)
+    figure.subplots_adjust(left=0.01, right=0.99, top=0.94, bottom=0.1)
+    save_figure(figure, path)
+
+
 def panel_figure(image: np.ndarray, label: np.ndarray, prediction: np.ndarray, title: str, path: Path) -> None:
     figure, axes = plt.subplots(2, 2, figsize=(12, 6.6))
     valid = label != IGNORE_INDEX

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from citypipe.atomic import atomic_dir, write_png
+from citypipe.atomic import atomic_dir
 from citypipe.data import layout
 from citypipe.errors import CitypipeError
 from citypipe.params import (
@@ -24,7 +24,7 @@ from citypipe.params import (
 from citypipe.prediction.predictor import Predictor, frame_loader
 from citypipe.runtime import runtime_for
 from citypipe.visualization.figures import confusion_figure
-from citypipe.visualization.panels import overlay, panel_figure
+from citypipe.visualization.panels import overlay_figure, panel_figure
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,6 @@ def visualize_checkpoint(data: DataParams, model: ModelParams, evaluate: Evaluat
             predicted = prediction[0].cpu().numpy()
             fid = batch["frame_id"][0]
             panel_figure(image, batch["label"][0].numpy(), predicted, fid, tmp / f"{fid}_panel.png")
-            write_png(tmp / f"{fid}_overlay.png", overlay(image, predicted, visualize.alpha))
+            overlay_figure(image, predicted, visualize.alpha, fid, tmp / f"{fid}_overlay.png")
     confusion_figure(read_confusion_csv(paths.confusion), paths.figures / "confusion_matrix.png")
     return len(samples)
