@@ -80,7 +80,7 @@ def main() -> None:
     torch.set_num_threads(1)  # as in a DataLoader worker; the main process stays out of the way
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        root, cache = full_resolution_citysynth(Path(tmp), args.frames)
+        root, cache, _ = full_resolution_citysynth(Path(tmp), args.frames)
         samples = layout.find_samples(root, "train")
         train_keys = [(i % len(samples), i) for i in range(args.samples + 8)]  # (sample index, augmentation seed)
         eval_keys = [i % len(samples) for i in range(args.samples // 2 + 1)]

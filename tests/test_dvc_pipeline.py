@@ -61,6 +61,11 @@ def test_repro_then_noop_then_only_affected_stages(project):
     assert (project / "metrics" / "eval.json").is_file() and (project / "submission" / "submission.zip").is_file()
     assert list((project / "plots" / "samples").glob("*_panel.png"))
     assert "Data and pipelines are up to date" in run(project, "dvc", "repro")
+    # identical work, identical bytes: every stage rerun by force leaves every hash in dvc.lock as it was
+    lock = (project / "dvc.lock").read_text()
+    assert ran_stages(run(project, "dvc", "repro", "--force")) == ran_stages(first)
+    assert (project / "dvc.lock").read_text() == lock
+    assert "Data and pipelines are up to date" in run(project, "dvc", "status")
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["visualize"]["num_samples"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -75,6 +80,32 @@ def test_experiment_and_metrics_diff(project):
     assert "train.lr" in shown and "miou" in shown and "0.05" in shown
     diff = run(project, "dvc", "metrics", "diff", "--all")
     assert "miou" in diff and "class_iou.road" in diff and "pixel_acc" in diff
+
+
+def test_exp_show_has_live_rows_while_an_experiment_trains(project):
+    """DVCLive rewrites dvclive/metrics.json after every epoch, so `dvc exp show` shows the running
+    experiment's progress before it ends."""
+    import json
+    import time
+
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    before = json.loads((project / "dvclive" / "metrics.json").read_text())  # the last run's summary
+    process = subprocess.Popen(["dvc", "exp", "run", "-S", "train.epochs=8"], cwd=project, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        live_rows = []
+        deadline = time.monotonic() + 600
+        while process.poll() is None and time.monotonic() < deadline and not live_rows:
+            shown = json.loads(run(project, "dvc", "exp", "show", "--json", "--no-pager"))
+            metrics = shown[0]["data"]["metrics"].get("dvclive/metrics.json", {}).get("data") or {}
+            if metrics and metrics != before and metrics.get("step", 8) < 8:
+                live_rows.append(metrics)  # this run's, not the last one's, and not its end
+            time.sleep(0.5)
+        assert live_rows, "no row of the unfinished run was shown"
+        assert live_rows[0]["train"]["loss"] > 0
+    finally:
+        process.wait(timeout=600)
+    assert process.returncode == 0
 
 
 def test_push_then_fresh_clone_pulls_model_and_metrics(project, tmp_path):
