@@ -34,13 +34,13 @@ def outside_any_repo(tmp_path, monkeypatch):
 
 def test_live_names():
     assert [live_name(k) for k in ("loss", "lr", "val_miou", "val_pixel_acc")] == [
-        "train/loss", "train/lr", "val/miou", "val/pixel_acc"]
+        "train/loss", "train/learning_rate", "val/miou", "val/pixel_acc"]
 
 
 def test_epochs_go_to_dvclive_without_timings_and_timings_to_the_text_log(tmp_path):
     _train(tmp_path, _history(4)).finish(best_miou=0.13333, best_epoch=4)
     files = _files(tmp_path / "dvclive")
-    assert sorted(files) == ["metrics.json", "plots/metrics/train/loss.tsv", "plots/metrics/train/lr.tsv",
+    assert sorted(files) == ["metrics.json", "plots/metrics/train/learning_rate.tsv", "plots/metrics/train/loss.tsv",
                              "plots/metrics/val/miou.tsv", "plots/metrics/val/pixel_acc.tsv"]
     assert files["plots/metrics/val/miou.tsv"].decode().splitlines() == ["step\tmiou", "2\t0.0666667", "4\t0.133333"]
     assert files["plots/metrics/train/loss.tsv"].decode().splitlines()[1] == "1\t1.12346"

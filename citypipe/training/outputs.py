@@ -7,7 +7,10 @@ TIMINGS = ("seconds", "images_per_second")  # vary run to run: the text log and 
 
 
 def live_name(key: str) -> str:
-    """History keys -> DVCLive metric names: val_miou -> val/miou, loss -> train/loss."""
+    """History keys -> DVCLive metric names: val_miou -> val/miou, loss -> train/loss, lr -> train/learning_rate
+    (not train/lr: `dvc exp show` would then have two train.lr columns, the param and the metric)."""
+    if key == "lr":
+        return "train/learning_rate"
     return f"val/{key[4:]}" if key.startswith("val_") else f"train/{key}"
 
 
