@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from citypipe.command_line import params_option, reports_errors
+from citypipe.command_line import is_out_of_memory, params_option, reports_errors
 from citypipe.errors import CitypipeError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -82,19 +82,24 @@ def _check_output(output: Path, many: bool) -> None:
         raise CitypipeError(f"--output {output}: is a file; give a folder for a folder of images")
 
 
-def _inference_config(mode, size, crop_size, stride, flip, scales, params_path):
-    from citypipe.prediction.inference import InferenceConfig
-
+def _slide_window(mode, crop_size, stride, params_path):
+    """--crop-size / --stride, defaulting to the evaluate stage's window in slide mode (read once)."""
     if mode == "slide" and (crop_size is None or stride is None):
         from citypipe.params import load_params
 
-        evaluate = load_params(params_path).evaluate  # the evaluate stage's window, unless given
+        evaluate = load_params(params_path).evaluate
         crop_size, stride = crop_size or tuple(evaluate.crop_size), stride or tuple(evaluate.stride)
-    return InferenceConfig(mode, size, tuple(crop_size or size), tuple(stride or size), flip, scales)
+    return crop_size, stride
 
 
-def _is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, MemoryError) or "out of memory" in str(error) or "can't allocate memory" in str(error)
+def _inference_config(mode, size, crop_size, stride, flip, scales):
+    from citypipe.prediction.inference import InferenceConfig
+
+    crop_size, stride = tuple(crop_size or size), tuple(stride or size)
+    if mode == "slide" and any(s > c for s, c in zip(stride, crop_size)):
+        raise CitypipeError(f"--stride {' '.join(map(str, stride))}: expected at most --crop-size "
+                            f"{' '.join(map(str, crop_size))} on each axis (a larger stride leaves pixels unpredicted)")
+    return InferenceConfig(mode, size, crop_size, stride, flip, scales)
 
 
 @main.command()
@@ -119,9 +124,10 @@ def _is_out_of_memory(error: BaseException) -> bool:
 @click.option("--crop-size", type=(POSITIVE, POSITIVE), default=None,
               help="Slide window H W (default: evaluate.crop_size in --params).")
 @click.option("--stride", type=(POSITIVE, POSITIVE), default=None, help="Slide stride H W (default: evaluate.stride).")
+@click.option("--amp", is_flag=True, help="Predict under bf16 autocast on CUDA (faster); by default in fp32, as evaluate scores.")
 @reports_errors
 def infer(image, split, data_root, params_path, checkpoint, output, image_size, mask, device_type, alpha, mode, flip,
-          scales, crop_size, stride) -> None:
+          scales, crop_size, stride, amp) -> None:
     """Segment IMAGE (a file, or a folder searched recursively) or --split, and write colour overlays."""
     if (image is None) == (split is None):
         raise CitypipeError("give either IMAGE or --split NAME")
@@ -132,6 +138,7 @@ def infer(image, split, data_root, params_path, checkpoint, output, image_size, 
     base, inputs = _inputs(image)
     many = image.is_dir()
     _check_output(output, many)
+    crop_size, stride = _slide_window(mode, crop_size, stride, params_path)
 
     import numpy as np
     import torch
@@ -149,12 +156,12 @@ def infer(image, split, data_root, params_path, checkpoint, output, image_size, 
     for source in inputs:
         picture = np.array(open_image(source))  # (H, W, 3) uint8
         size = tuple(image_size) if image_size else picture.shape[:2]
-        config = _inference_config(mode, size, crop_size, stride, flip, scales, params_path)
+        config = _inference_config(mode, size, crop_size, stride, flip, scales)
         tensor = torch.from_numpy(picture).permute(2, 0, 1)[None].to(runtime.device)
         try:
-            train_ids = Predictor(model, runtime, config, amp=True).predict(tensor)[0].cpu().numpy()
+            train_ids = Predictor(model, runtime, config, amp).predict(tensor)[0].cpu().numpy()
         except (RuntimeError, MemoryError) as error:  # torch.OutOfMemoryError is a RuntimeError
-            if not _is_out_of_memory(error):
+            if not is_out_of_memory(error):
                 raise
             raise CitypipeError(f"{source}: out of memory at {size[0]}x{size[1]} on {runtime.device} "
                                 f"(use --image-size to run the network smaller)") from None

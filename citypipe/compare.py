@@ -85,13 +85,14 @@ def moved_classes(experiments: Experiments, baseline: str, top: int, key: str = 
     a row per class with the baseline's IoU and each experiment's change."""
     base = experiments[baseline][1].get(key) or {}
     others = [n for n in experiments if n != baseline]
-    changes = pd.DataFrame({n: {c: _number(experiments[n][1].get(key) or {}, c) - v for c, v in base.items()}
+    # a class absent from prediction and ground truth is null in eval_classes.json: NaN here, '-' when shown
+    changes = pd.DataFrame({n: {c: _number(experiments[n][1].get(key) or {}, c) - _number(base, c) for c in base}
                             for n in others}, index=list(base))
     if changes.empty or top <= 0:
         return pd.DataFrame(columns=[f"{baseline} (baseline)", *(f"Δ {n}" for n in others)])
     order = changes.abs().max(axis=1).sort_values(ascending=False, kind="stable").index[:top]
     table = changes.loc[order].rename(columns=lambda n: f"Δ {n}")
-    table.insert(0, f"{baseline} (baseline)", [base[c] for c in order])
+    table.insert(0, f"{baseline} (baseline)", [_number(base, c) for c in order])
     table.index.name = "class"
     return table
 

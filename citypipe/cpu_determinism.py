@@ -60,6 +60,9 @@ def pin_cpu_determinism(threads: int, deterministic_algorithms: bool = True) -> 
     first, or the environment asked otherwise), so a run cannot silently lose the guarantee.
     """
     env = pinned_environment(threads)
+    # ATEN_CPU_CAPABILITY and MKL_CBWR are read at first use, so this works after `import torch`; the
+    # OMP_* values are read when libgomp loads (with torch), so there torch.set_num_threads below is
+    # what takes effect: pinned_environment() is for launchers that can set them before Python starts.
     os.environ.update(env)
     import torch
 

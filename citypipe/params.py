@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import yaml
 
-from citypipe.errors import CitypipeError
+from citypipe.errors import CitypipeError, first_line
 
 Size = tuple[int, int]  # (H, W)
 
@@ -292,6 +292,8 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | No
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise CitypipeError(f"{path}: file not found (expected the pipeline's params.yaml)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise CitypipeError(f"{path}: cannot read ({first_line(error)}; expected the pipeline's params.yaml)") from None
     except yaml.YAMLError as error:
         raise CitypipeError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     for dotted, value in (overrides or {}).items():

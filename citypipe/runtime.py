@@ -74,5 +74,5 @@ def pin_cpu_numerics(device: DeviceParams) -> dict[str, str]:
         return {}
     try:
         return pin_cpu_determinism(device.num_threads)
-    except RuntimeError as error:
-        raise CitypipeError(f"device.cpu_deterministic: {error}") from None
+    except RuntimeError as error:  # e.g. a CPU without AVX2, or a torch op that ran first
+        raise CitypipeError(f"device.cpu_deterministic: {error} (or set device.cpu_deterministic: false)") from None

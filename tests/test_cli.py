@@ -116,6 +116,7 @@ def test_infer_scales_16_bit_greyscale_to_8_bit(trained_checkpoint, tmp_path):
     (["--crop-size", "0", "5"], "--crop-size"),
     (["--output", "FOLDER"], "give a file name"),
     (["--split", "val", "--data-root", "nowhere"], "no folder"),
+    (["--mode", "slide", "--crop-size", "4", "8", "--stride", "4", "9"], "expected at most --crop-size 4 8"),
 ])
 def test_infer_refuses_hostile_options_in_one_line_writing_nothing(options, message, trained_checkpoint, tmp_path):
     Image.new("RGB", (16, 8)).save(tmp_path / "a.png")

@@ -67,6 +67,14 @@ def test_moved_classes_are_the_largest_changes_in_any_experiment():
     assert len(moved_classes(EXPERIMENTS, "main", 0)) == 0
 
 
+def test_a_class_absent_from_the_baseline_is_a_gap_not_a_crash():
+    """eval_classes.json writes a class absent from prediction and ground truth as null."""
+    experiments = {"main": _exp(0.02, 0.5, {"road": 0.9, "bus": None}), "lr05": _exp(0.05, 0.55, {"road": 0.8, "bus": 0.1})}
+    table = moved_classes(experiments, "main", 2)
+    assert list(table.index)[0] == "road" and table.loc["road", "Δ lr05"] == pytest.approx(-0.1)
+    assert math.isnan(table.loc["bus", "main (baseline)"]) and math.isnan(table.loc["bus", "Δ lr05"])
+
+
 def test_report_as_text_and_markdown():
     text = report(EXPERIMENTS, "main", 2, markdown=False)
     assert "+0.0500" in text and "-0.0300" in text and "[0.4800, 0.5200]" in text and "Classes whose IoU" in text

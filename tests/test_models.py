@@ -1,3 +1,4 @@
+import os
 import urllib.error
 from pathlib import Path
 
@@ -53,6 +54,12 @@ def test_weights_file_errors(tmp_path):
     path = tmp_path / "resnet50.pth"
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
     with pytest.raises(CitypipeError, match="do not fit"):
+        build_model(ModelConfig("deeplabv3", "resnet18", 16, False), weights_file=str(path))
+    os.truncate(path, path.stat().st_size // 2)
+    with pytest.raises(CitypipeError, match=r"model.weights_file: .*resnet50.pth: cannot load \("):
+        build_model(ModelConfig("deeplabv3", "resnet18", 16, False), weights_file=str(path))
+    torch.save([1, 2], path)
+    with pytest.raises(CitypipeError, match="holds a list, expected a state dict"):
         build_model(ModelConfig("deeplabv3", "resnet18", 16, False), weights_file=str(path))
 
 

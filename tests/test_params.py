@@ -66,3 +66,11 @@ def test_missing_params_file_is_a_clear_error(tmp_path):
 def test_cli_overrides_are_validated_too(tmp_path):
     with pytest.raises(CitypipeError, match="train.batch_size: expected a value > 0"):
         load_params(REPO / "params.yaml", {"train.batch_size": 0})
+
+
+def test_an_unreadable_params_file_is_one_line(tmp_path):
+    with pytest.raises(CitypipeError, match=r"cannot read \(.*expected the pipeline's params.yaml\)"):
+        load_params(tmp_path)  # a folder
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(CitypipeError, match="binary.yaml: cannot read"):
+        load_params(tmp_path / "binary.yaml")

@@ -143,3 +143,13 @@ def test_mixed_precision_and_channels_last_branches_of_the_loop(amp_dtype):
     assert torch.isfinite(torch.tensor(stats["loss"])) and state.iteration == 2
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert len(scaler_steps) == (2 if amp_dtype == torch.float16 else 0)  # fp16 steps go through the scaler
+
+
+def test_a_fresh_start_drops_another_runs_best_checkpoint_and_corrupt_weights_are_named(tmp_path):
+    from citypipe.training.trainer import fresh_start, read_weights
+
+    (tmp_path / "best.pt").write_bytes(b"another run's best")
+    assert fresh_start(tmp_path).epoch == 0 and not (tmp_path / "best.pt").exists()
+    (tmp_path / "class_weights.json").write_text("{not json")
+    with pytest.raises(CitypipeError, match=r"class_weights.json: class weights is not valid JSON \(.*rerun prepare-labels\)"):
+        read_weights(tmp_path / "class_weights.json", ["road"], "class weights")

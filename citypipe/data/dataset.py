@@ -90,7 +90,8 @@ class EvalFrames(Dataset):
         if self.with_labels:
             label = np.array(open_cached_label(self.cache, sample))
             if label.shape != tuple(image.shape[1:]):
-                raise CitypipeError(f"{sample.label_ids}: label size {label.shape} differs from image {tuple(image.shape[1:])}")
+                raise CitypipeError(f"{cache_path(self.cache, sample.split, sample.frame_id)}: label size {label.shape} "
+                                    f"differs from image {tuple(image.shape[1:])} (rerun prepare-labels)")
             item["label"] = torch.from_numpy(label)
             item["instances"] = torch.from_numpy(np.array(_decoded(sample.instance_ids, "instanceIds"), dtype=np.int32))
         return item

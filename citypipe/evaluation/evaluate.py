@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from citypipe.atomic import write_json, write_text
 from citypipe.data import layout
 from citypipe.errors import CitypipeError
-from citypipe.evaluation.bootstrap import bootstrap_interval
+from citypipe.evaluation.bootstrap import METRICS, bootstrap_interval
 from citypipe.evaluation.confusion import ConfusionMatrix
 from citypipe.evaluation.scores import compute_scores, split_headline
 from citypipe.labels import class_names
@@ -65,7 +65,7 @@ def bootstrap_intervals(per_image: np.ndarray, resamples: int, seed: int) -> dic
     """{"miou_ci95_low": ..., "miou_ci95_high": ..., "pixel_acc_ci95_low": ..., ...}: 95% percentile
     intervals over images, as flat numbers (`dvc metrics diff` and `dvc exp show` drop lists)."""
     intervals = {}
-    for metric in ("miou", "pixel_acc"):
+    for metric in METRICS:
         low, high = bootstrap_interval(per_image, metric, resamples, seed)
         intervals[f"{metric}_ci95_low"], intervals[f"{metric}_ci95_high"] = low, high
     return intervals

@@ -71,7 +71,7 @@ def compute_scores(cm: ConfusionMatrix) -> dict:
 def split_headline(scores: dict) -> tuple[dict, dict]:
     """compute_scores' dict -> (headline numbers, per-class and per-category tables), for metrics/eval.json and
     metrics/eval_classes.json: `dvc metrics diff` sorts by file, then key, so mIoU and pixel accuracy come first
-    instead of after ~40 class_iou.* rows. Intervals (miou_ci95 = [low, high]) stay with their number."""
+    instead of after ~40 class_iou.* rows. Intervals (miou_ci95_low / _high) stay with their number."""
     headline = {key: value for key, value in scores.items() if not isinstance(value, dict)}
     tables = {key: value for key, value in scores.items() if isinstance(value, dict)}
     return headline, tables

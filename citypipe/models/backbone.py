@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torchvision import models
 
-from citypipe.errors import CitypipeError
+from citypipe.errors import CitypipeError, first_line
 
 
 class Backbone(NamedTuple):
@@ -64,7 +64,12 @@ def load_backbone_weights(resnet: nn.Module, name: str, pretrained: str, weights
         path = Path(weights_file)
         if not path.is_file():
             raise CitypipeError(f"model.weights_file: {path} not found (expected a {name} state dict with torchvision's keys)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # truncated, foreign or pickled-code files alike: one line, the file named
+            raise CitypipeError(f"model.weights_file: {path}: cannot load ({first_line(error)})") from None
+        if not isinstance(state, dict):
+            raise CitypipeError(f"model.weights_file: {path} holds a {type(state).__name__}, expected a state dict")
     elif weights is not None:
         try:
             state = weights.get_state_dict(progress=True, check_hash=True)

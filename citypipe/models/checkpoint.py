@@ -1,4 +1,5 @@
-"""Checkpoints: model, optimizer, scheduler, grad-scaler, progress, RNG states and params.
+"""Checkpoints: last.pt (model, optimizer, scheduler, grad-scaler, progress, params) and best.pt
+(model, its config and params): saved atomically, loaded safely.
 
 Everything is a tensor or a plain Python value, so loading uses weights_only=True and never runs
 pickled code. Loading checks the architecture and the number of classes and says what differs.

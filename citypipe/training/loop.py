@@ -23,6 +23,7 @@ from citypipe.data.sampling import EpochSampler
 from citypipe.errors import CitypipeError
 from citypipe.runtime import Runtime
 from citypipe.training.distributed import DistInfo, all_reduce_mean
+from citypipe.training.outputs import TIMINGS
 
 
 @dataclass
@@ -121,7 +122,7 @@ def fit(setup: TrainingSetup, state: TrainState, validate: Callable[[], dict],
         torch.manual_seed(config.seed * 1_000_003 + epoch)
         stats = train_one_epoch(setup, epoch, state)
         # timings go to the log only: what DVC hashes (checkpoints, series) must depend on deps and params alone
-        timings = {key: stats.pop(key) for key in ("seconds", "images_per_second")}
+        timings = {key: stats.pop(key) for key in TIMINGS}
         row = {"epoch": epoch + 1, **stats}
         is_best = False
         if (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs:

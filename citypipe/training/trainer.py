@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -57,12 +58,20 @@ def read_weights(path: Path, keys: list[str], what: str) -> torch.Tensor:
         return torch.tensor([float(weights[k]) for k in keys], dtype=torch.float32)
     except FileNotFoundError:
         raise CitypipeError(f"{path}: {what} not found (run prepare-labels first)") from None
+    except json.JSONDecodeError as error:
+        raise CitypipeError(f"{path}: {what} is not valid JSON ({error.msg}; rerun prepare-labels)") from None
     except (KeyError, ValueError, TypeError) as error:
         raise CitypipeError(f"{path}: {what} has no weight for {error} (rerun prepare-labels)") from None
 
 
+class Loaders(NamedTuple):
+    train: DataLoader
+    sampler: EpochSampler  # the train loader's: set_epoch before each epoch
+    val: DataLoader
+
+
 def make_loaders(data: DataParams, train: TrainParams, evaluate_params: EvaluateParams, paths: TrainPaths,
-                 runtime: Runtime, dist_info: DistInfo) -> tuple[DataLoader, EpochSampler, DataLoader]:
+                 runtime: Runtime, dist_info: DistInfo) -> Loaders:
     samples = layout.find_samples(data.root, "train", data.cities)
     transform = TrainTransform(train.base_size, train.scale_range, train.crop_size, train.hflip, train.photometric,
                                train.cat_max_ratio)
@@ -85,7 +94,7 @@ def make_loaders(data: DataParams, train: TrainParams, evaluate_params: Evaluate
     val_loader = DataLoader(EvalFrames(val_samples, paths.cache), batch_size=evaluate_params.batch_size,
                             num_workers=evaluate_params.workers, pin_memory=pin,
                             generator=torch.Generator().manual_seed(train.seed))
-    return train_loader, sampler, val_loader
+    return Loaders(train_loader, sampler, val_loader)
 
 
 def build_training_model(model_params: ModelParams, seed: int, runtime: Runtime, dist_info: DistInfo) -> nn.Module:
@@ -97,9 +106,9 @@ def build_training_model(model_params: ModelParams, seed: int, runtime: Runtime,
     return model.to(memory_format=torch.channels_last) if runtime.channels_last else model
 
 
-def build_setup(model: nn.Module, train: TrainParams, device: DeviceParams, paths: TrainPaths, loaders: tuple,
+def build_setup(model: nn.Module, train: TrainParams, device: DeviceParams, paths: TrainPaths, loaders: Loaders,
                 runtime: Runtime, dist_info: DistInfo) -> TrainingSetup:
-    train_loader, sampler, _ = loaders
+    train_loader, sampler = loaders.train, loaders.sampler
     class_weights = read_weights(paths.class_weights, class_names(), "class weights") if train.class_weights else None
     criterion = SegmentationLoss(class_weights, train.ohem, train.ohem_thresh, train.ohem_min_kept,
                                  train.aux_weight).to(runtime.device)
@@ -127,14 +136,16 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
     loaders = make_loaders(data, train, evaluate_params, paths, runtime, dist_info)
     setup = build_setup(model, train, device, paths, loaders, runtime, dist_info)
     run_params = {"data": section_dict(data), "model": section_dict(model_params), "train": section_dict(train),
-                  "fingerprint": run_fingerprint(paths)}
+                  "validation": section_dict(InferenceConfig.from_params(evaluate_params)) | {"amp": evaluate_params.amp},
+                  "numerics": {k: getattr(device, k) for k in ("type", "amp", "num_threads", "cpu_deterministic")},
+                  "fingerprint": run_fingerprint(paths, model_params.weights_file)}
     state = resume_state(paths.checkpoints, run_params, setup)
     predictor = Predictor(model, runtime, InferenceConfig.from_params(evaluate_params), evaluate_params.amp)
     # a resumed run rebuilds DVCLive's files from the checkpoint's history (DVC removed them before the stage)
     log = TrainLog(paths.live, paths.log, state.history) if dist_info.is_main else None
 
     def validate() -> dict:
-        return compute_scores(evaluate(predictor, loaders[2], dist_info.is_main))
+        return compute_scores(evaluate(predictor, loaders.val, dist_info.is_main))
 
     def on_epoch_end(state: TrainState, is_best: bool, timings: dict) -> None:
         if dist_info.is_main:
@@ -152,14 +163,19 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
     return state
 
 
-def run_fingerprint(paths: TrainPaths) -> str:
-    """Hash of the package code and prepare-labels' outputs: `last` is resumed only by the same run."""
+def run_fingerprint(paths: TrainPaths, weights_file: str) -> str:
+    """Hash of the package code, prepare-labels' outputs (the trainId cache included) and the backbone
+    weights file: `last` is resumed only by the same run. Bytes only (no times), so a checkpoint's
+    bytes are the same on every machine."""
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parents[1]
     for source in sorted(package.rglob("*.py")):
         digest.update(source.relative_to(package).as_posix().encode() + source.read_bytes())
-    for path in (paths.class_weights, paths.sample_weights):
-        digest.update(Path(path).read_bytes() if Path(path).is_file() else b"-")
+    cache = Path(paths.cache)
+    for label in sorted(cache.rglob("*.png")):
+        digest.update(label.relative_to(cache).as_posix().encode() + label.read_bytes())
+    for path in (paths.class_weights, paths.sample_weights, weights_file):
+        digest.update(Path(path).read_bytes() if path and Path(path).is_file() else b"-")
     return digest.hexdigest()
 
 
@@ -189,19 +205,19 @@ def resume_state(checkpoints: Path, run_params: dict, setup: TrainingSetup) -> T
     """
     path = checkpoints / "last.pt"
     if not path.is_file():
-        return TrainState()
+        return fresh_start(checkpoints)
     try:
         checkpoint = load_checkpoint(path)
     except CitypipeError as error:
         print(f"train: {error}; starting from scratch")
-        return TrainState()
+        return fresh_start(checkpoints)
     if checkpoint.get("params") != run_params or checkpoint["model_config"] != dataclasses.asdict(setup.model.config):
         print(f"train: {path} was trained with other params; starting from scratch")
-        return TrainState()
+        return fresh_start(checkpoints)
     if checkpoint["best_epoch"] and not is_best_of_run(checkpoints / "best.pt", checkpoint["best_epoch"], run_params):
         print(f"train: {checkpoints / 'best.pt'} is missing or not this run's best (epoch {checkpoint['best_epoch']}); "
               "training from scratch recreates it exactly")
-        return TrainState()
+        return fresh_start(checkpoints)
     setup.model.load_state_dict(checkpoint["model"])
     setup.optimizer.load_state_dict(checkpoint["optimizer"])
     setup.scheduler.load_state_dict(checkpoint["scheduler"])
@@ -209,6 +225,12 @@ def resume_state(checkpoints: Path, run_params: dict, setup: TrainingSetup) -> T
     print(f"train: resuming from {path} after epoch {checkpoint['epoch']}")
     return TrainState(checkpoint["epoch"], checkpoint["iteration"], list(checkpoint["history"]),
                       checkpoint["best_miou"], checkpoint["best_epoch"])
+
+
+def fresh_start(checkpoints: Path) -> TrainState:
+    """A new run: another run's best.pt must not stand in for this one's (if no epoch ever beats it)."""
+    (checkpoints / "best.pt").unlink(missing_ok=True)
+    return TrainState()
 
 
 def is_best_of_run(path: Path, best_epoch: int, run_params: dict) -> bool:
