@@ -142,3 +142,11 @@ def test_checkpoints_with_pickled_code_are_refused(tmp_path):
     torch.save({"model": {}, "model_config": {}, "payload": ModelConfig("a", "b", 16, False)}, path)
     with pytest.raises(CitypipeError, match="cannot load checkpoint"):
         load_checkpoint(path)
+
+
+def test_saved_checkpoint_bytes_depend_only_on_the_state(tmp_path):
+    """DVC hashes checkpoints: the same state saved twice (atomically, via temporary names) is the same bytes."""
+    state = {"model": {"w": torch.arange(6.0)}, "model_config": {}, "epoch": 3}
+    save_checkpoint(tmp_path / "a" / "best.pt", state)
+    save_checkpoint(tmp_path / "b" / "best.pt", state)
+    assert (tmp_path / "a" / "best.pt").read_bytes() == (tmp_path / "b" / "best.pt").read_bytes()

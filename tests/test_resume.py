@@ -47,6 +47,8 @@ def assert_same_run(a: Path, b: Path) -> None:
     for name in ("last.pt", "best.pt"):
         wa, wb = weights_of(a / "checkpoints" / name), weights_of(b / "checkpoints" / name)
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
+        # and the very bytes, which DVC hashes (torch.save must not embed the temporary file's name)
+        assert (a / "checkpoints" / name).read_bytes() == (b / "checkpoints" / name).read_bytes(), name
     live_a, live_b = sorted((a / "dvclive").rglob("*.*")), sorted((b / "dvclive").rglob("*.*"))
     assert [p.relative_to(a) for p in live_a] == [p.relative_to(b) for p in live_b]
     for file_a, file_b in zip(live_a, live_b):  # metrics.json and every per-epoch series

@@ -18,8 +18,10 @@ from citypipe.models.deeplab import DeepLab, ModelConfig, build_model
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    # through a file object: given a path, torch.save names the zip's inner folder after the (random)
+    # temporary file, so identical states would get different bytes and a new DVC hash on every run
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(state, handle)
 
 
 def load_checkpoint(path: str | Path, expected: ModelConfig | None = None) -> dict[str, Any]:
