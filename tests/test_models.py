@@ -150,3 +150,9 @@ def test_saved_checkpoint_bytes_depend_only_on_the_state(tmp_path):
     save_checkpoint(tmp_path / "a" / "best.pt", state)
     save_checkpoint(tmp_path / "b" / "best.pt", state)
     assert (tmp_path / "a" / "best.pt").read_bytes() == (tmp_path / "b" / "best.pt").read_bytes()
+    # the same rows, some of them loaded back (other string objects, as after a resume): the same bytes
+    rows = [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25}]
+    save_checkpoint(tmp_path / "c" / "last.pt", {**state, "history": rows})
+    reloaded = torch.load(tmp_path / "c" / "last.pt", weights_only=True)
+    save_checkpoint(tmp_path / "d" / "last.pt", {**state, "history": [*reloaded["history"][:1], rows[1]]})
+    assert (tmp_path / "c" / "last.pt").read_bytes() == (tmp_path / "d" / "last.pt").read_bytes()

@@ -7,6 +7,7 @@ pickled code. Loading checks the architecture and the number of classes and says
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,25 @@ from citypipe.errors import CitypipeError, first_line
 from citypipe.models.deeplab import DeepLab, ModelConfig, build_model
 
 
+def canonical(value: Any) -> Any:
+    """Fresh containers, interned strings: pickle memoises objects by identity, so the same state with
+    other sharing (e.g. history rows loaded from a checkpoint beside new ones) would pickle to other bytes."""
+    if isinstance(value, dict):
+        return {canonical(k): canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(canonical(v) for v in value)
+    if isinstance(value, str):
+        return sys.intern(value)
+    return value
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    # through a file object: given a path, torch.save names the zip's inner folder after the (random)
-    # temporary file, so identical states would get different bytes and a new DVC hash on every run
+    """Identical states give identical bytes (DVC hashes checkpoints): canonical containers, and a file
+    object, because given a path torch.save names the zip's inner folder after the random temporary file."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        torch.save(state, handle)
+        torch.save(canonical(state), handle)
 
 
 def load_checkpoint(path: str | Path, expected: ModelConfig | None = None) -> dict[str, Any]:
