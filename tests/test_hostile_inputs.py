@@ -1,11 +1,14 @@
-"""Hostile inputs, one table: each fails with a one-line 'error: ...' naming the file or key, exit
-status 1, no traceback, and no output written.
+"""Hostile inputs, one table for every entry point (the stage scripts and `citypipe infer`): each fails
+with a one-line 'error: ...' naming the file, key or option, exit status 1, no traceback, and no
+output written.
 
-Each case builds its bad input in a Bench and returns either a stage script's command line (run as
-DVC runs it) or a function, run through the stages' own error wrapper where a subprocess is too slow.
+Each case builds its bad input in a Bench and returns a stage script's command line (run as DVC runs
+it), a `citypipe` command line (a CliCall, run in-process by click's runner), or a function, run
+through the stages' own error wrapper where a subprocess is too slow.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -13,12 +16,16 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Callable
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from click.testing import CliRunner
+from PIL import Image
 
+from citypipe.cli import main as citypipe_main
 from citypipe.command_line import reports_errors
 from citypipe.data import layout
 from citypipe.data.dataset import EvalFrames
@@ -27,6 +34,14 @@ from citypipe.models.deeplab import ModelConfig, build_model
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = ModelConfig("deeplabv3plus", "resnet18", 16, False)
+
+
+@dataclasses.dataclass(frozen=True)
+class CliCall:
+    """`citypipe ARGS`, with each (target, replacement) of `patches` patched in while it runs."""
+
+    args: list[str]
+    patches: tuple[tuple[str, Any], ...] = ()
 
 
 class Bench:
@@ -80,6 +95,22 @@ class Bench:
 
     def val_sample(self, index: int = 0) -> layout.Sample:
         return layout.find_samples(self.data(), "val")[index]
+
+    def infer(self, *options: str, patches: tuple[tuple[str, Any], ...] = ()) -> CliCall:
+        """`citypipe infer` of a 16x8 picture with an untrained checkpoint, writing into out/ unless the
+        options say where (or name a --split instead of the picture)."""
+        picture = self.tmp / "a.png"
+        Image.new("RGB", (16, 8)).save(picture)
+        source = [] if "--split" in options else [str(picture)]
+        output = [] if "--output" in options else ["--output", str(self.out / "o.png")]
+        return CliCall(["infer", *source, "--checkpoint", str(self.checkpoint()), "--device", "cpu", *output, *options],
+                       patches)
+
+    def folder(self) -> str:
+        """An existing folder outside out/."""
+        path = self.tmp / "folder"
+        path.mkdir(exist_ok=True)
+        return str(path)
 
 
 def _truncate(path: Path) -> Path:
@@ -158,8 +189,16 @@ def _numpy_allocation(bench: Bench) -> Callable[[], Any]:
     return lambda: np.empty(2 ** 62, dtype=np.uint8)
 
 
+def _infer_out_of_memory(bench: Bench) -> CliCall:
+    def out_of_memory(*args: Any, **kwargs: Any) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    return bench.infer(patches=(("citypipe.prediction.predictor.predict", out_of_memory),))
+
+
 CASES = [  # every stage validates all of params.yaml; prepare-labels is the quickest to start
     ("lr-nan", lambda b: b.prepare(**{"train.lr": float("nan")}), "train.lr: expected a finite number, got nan"),
+    ("lr-inf", lambda b: b.prepare(**{"train.lr": float("inf")}), "train.lr: expected a finite number, got inf"),
     ("stride-beyond-window", lambda b: b.prepare(**{
         "evaluate.mode": "slide", "evaluate.crop_size": [64, 128], "evaluate.stride": [32, 192]}),
      "evaluate.stride: expected a value <= evaluate.crop_size [64, 128] on each axis"),
@@ -179,6 +218,25 @@ CASES = [  # every stage validates all of params.yaml; prepare-labels is the qui
      "out of memory (OutOfMemoryError allocating 20.00 GiB); use smaller images"),
     ("cpu-out-of-memory", _cpu_allocation, "out of memory (RuntimeError allocating 4611686018427387904 bytes)"),
     ("numpy-out-of-memory", _numpy_allocation, "out of memory (MemoryError allocating 4.00 EiB)"),
+    # citypipe infer
+    ("infer-alpha-5", lambda b: b.infer("--alpha", "5"),
+     "Invalid value for '--alpha': 5.0 is not in the range 0<=x<=1"),
+    ("infer-image-size-0", lambda b: b.infer("--image-size", "0", "0"),
+     "Invalid value for '--image-size': 0 is not in the range x>=1"),
+    ("infer-device-tpu", lambda b: b.infer("--device", "tpu"),
+     "Invalid value for '--device': 'tpu' is not one of 'auto', 'cpu'"),
+    ("infer-scales-not-numbers", lambda b: b.infer("--scales", "1,x"), "'--scales': '1,x' is not a list of numbers"),
+    ("infer-scales-negative", lambda b: b.infer("--scales", "-1"), "'--scales': '-1': scales must be positive"),
+    ("infer-crop-size-0", lambda b: b.infer("--crop-size", "0", "5"),
+     "Invalid value for '--crop-size': 0 is not in the range x>=1"),
+    ("infer-output-is-a-folder", lambda b: b.infer("--output", b.folder()),
+     "folder: is a folder; give a file name for the overlay"),
+    ("infer-split-without-data", lambda b: b.infer("--split", "val", "--data-root", str(b.tmp / "nowhere")),
+     "--split val: no folder "),
+    ("infer-stride-beyond-window", lambda b: b.infer("--mode", "slide", "--crop-size", "4", "8", "--stride", "4", "9"),
+     "--stride 4 9: expected at most --crop-size 4 8 on each axis"),
+    ("infer-out-of-memory", _infer_out_of_memory,
+     "a.png: out of memory at 8x16 on cpu (use --image-size to run the network smaller)"),
 ]
 
 
@@ -187,8 +245,15 @@ def bench(tmp_path, synth_root, prepared) -> Bench:
     return Bench(tmp_path, synth_root, prepared[0])
 
 
-def _run(action: list[str] | Callable[[], Any], cwd: Path, capsys) -> tuple[int, str]:
-    """(exit status, stderr) of a stage script, or of a function wrapped like a stage's main."""
+def _run(action: list[str] | CliCall | Callable[[], Any], cwd: Path, capsys) -> tuple[int, str]:
+    """(exit status, stderr) of a stage script, of a citypipe command, or of a function wrapped like a
+    stage's main."""
+    if isinstance(action, CliCall):
+        with contextlib.ExitStack() as patched:
+            for target, replacement in action.patches:
+                patched.enter_context(mock.patch(target, replacement))
+            result = CliRunner().invoke(citypipe_main, action.args)
+        return result.exit_code, result.stderr
     if isinstance(action, list):
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         done = subprocess.run(action, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
