@@ -93,10 +93,11 @@ def _slide_window(mode, crop_size, stride, params_path):
 
 
 def _inference_config(mode, size, crop_size, stride, flip, scales):
+    from citypipe.params import stride_leaves_gaps
     from citypipe.prediction.inference import InferenceConfig
 
     crop_size, stride = tuple(crop_size or size), tuple(stride or size)
-    if mode == "slide" and any(s > c for s, c in zip(stride, crop_size)):
+    if mode == "slide" and stride_leaves_gaps(stride, crop_size):
         raise CitypipeError(f"--stride {' '.join(map(str, stride))}: expected at most --crop-size "
                             f"{' '.join(map(str, crop_size))} on each axis (a larger stride leaves pixels unpredicted)")
     return InferenceConfig(mode, size, crop_size, stride, flip, scales)

@@ -157,6 +157,11 @@ class TrainParams:
             _fail("train.scale_range", "[low, high] with low <= high", list(self.scale_range))
 
 
+def stride_leaves_gaps(stride: Size, crop_size: Size) -> bool:
+    """Sliding windows further apart than their size leave pixels never predicted (evaluate and infer)."""
+    return any(s > c for s, c in zip(stride, crop_size))
+
+
 @dataclass(frozen=True)
 class EvaluateParams:
     split: Literal["val", "train"]
@@ -181,8 +186,7 @@ class EvaluateParams:
         self._check_windows_cover()
 
     def _check_windows_cover(self) -> None:
-        """Sliding windows further apart than their size would leave pixels never predicted."""
-        if self.mode == "slide" and any(s > c for s, c in zip(self.stride, self.crop_size)):
+        if self.mode == "slide" and stride_leaves_gaps(self.stride, self.crop_size):
             _fail("evaluate.stride", f"a value <= evaluate.crop_size {list(self.crop_size)} on each axis "
                   "(a larger stride leaves pixels uncovered in mode slide)", list(self.stride))
 
@@ -295,7 +299,7 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | No
     except (OSError, UnicodeDecodeError) as error:
         raise CitypipeError(f"{path}: cannot read ({first_line(error)}; expected the pipeline's params.yaml)") from None
     except yaml.YAMLError as error:
-        raise CitypipeError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        raise CitypipeError(f"{path}: not valid YAML ({first_line(error)})") from None
     for dotted, value in (overrides or {}).items():
         section, key = dotted.split(".", 1)
         if not isinstance(raw, dict) or not isinstance(raw.get(section), dict):

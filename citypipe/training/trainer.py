@@ -135,12 +135,13 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
     model = build_training_model(model_params, train.seed, runtime, dist_info)
     loaders = make_loaders(data, train, evaluate_params, paths, runtime, dist_info)
     setup = build_setup(model, train, device, paths, loaders, runtime, dist_info)
+    validation = InferenceConfig.from_params(evaluate_params)
     run_params = {"data": section_dict(data), "model": section_dict(model_params), "train": section_dict(train),
-                  "validation": section_dict(InferenceConfig.from_params(evaluate_params)) | {"amp": evaluate_params.amp},
+                  "validation": section_dict(validation) | {"amp": evaluate_params.amp},
                   "numerics": {k: getattr(device, k) for k in ("type", "amp", "num_threads", "cpu_deterministic")},
                   "fingerprint": run_fingerprint(paths, model_params.weights_file)}
     state = resume_state(paths.checkpoints, run_params, setup)
-    predictor = Predictor(model, runtime, InferenceConfig.from_params(evaluate_params), evaluate_params.amp)
+    predictor = Predictor(model, runtime, validation, evaluate_params.amp)
     # a resumed run rebuilds DVCLive's files from the checkpoint's history (DVC removed them before the stage)
     log = TrainLog(paths.live, paths.log, state.history) if dist_info.is_main else None
 
