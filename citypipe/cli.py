@@ -7,10 +7,9 @@ from pathlib import Path
 
 import click
 
-from citypipe.command_line import is_out_of_memory, params_option, reports_errors
+from citypipe.command_line import params_option, reports_errors
 from citypipe.errors import CitypipeError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 POSITIVE = click.IntRange(min=1)
 
 
@@ -36,71 +35,15 @@ def main() -> None:
     """citypipe: Cityscapes semantic segmentation (the DVC stages live in dvc.yaml)."""
 
 
-def _scales(ctx, param, values: tuple[str, ...]) -> tuple[float, ...]:
-    """--scales 0.75,1.0,1.25 or --scales 0.75 --scales 1.0 -> (0.75, 1.0, 1.25)."""
+def _scales(ctx, param, values: tuple[str, ...]) -> tuple[float, ...] | None:
+    """--scales 0.75,1.0,1.25 or --scales 0.75 --scales 1.0 -> (0.75, 1.0, 1.25); None if not given."""
     try:
         scales = tuple(float(s) for value in values for s in value.split(",") if s.strip())
     except ValueError:
         raise click.BadParameter(f"{','.join(values)!r} is not a list of numbers like 0.75,1.0,1.25") from None
-    if any(s <= 0 for s in scales):
+    if any(not s > 0 for s in scales):
         raise click.BadParameter(f"{','.join(values)!r}: scales must be positive")
-    return scales or (1.0,)
-
-
-def _data_root(data_root: Path | None, params_path: str) -> Path:
-    if data_root is not None:
-        return data_root
-    from citypipe.params import load_params
-
-    return Path(load_params(params_path).data.root)
-
-
-def _inputs(image: Path) -> tuple[Path, list[Path]]:
-    """(the folder outputs mirror, the images): a folder is searched recursively (split/city/...)."""
-    if image.is_dir():
-        files = sorted(p for p in image.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not files:
-            raise CitypipeError(f"{image}: folder has no images ({', '.join(IMAGE_SUFFIXES)}), sub-folders included")
-        return image, files
-    if not image.is_file():
-        raise CitypipeError(f"{image}: no such image or folder")
-    return image.parent, [image]
-
-
-def _targets(output: Path, base: Path, source: Path, many: bool) -> dict[str, Path]:
-    """Where one image's overlay and masks go: OUT/<path below base>/<stem>_overlay.png, or OUT itself."""
-    if many:
-        stem = output / source.relative_to(base).parent / source.stem
-        return {kind: stem.with_name(f"{stem.name}_{kind}.png") for kind in ("overlay", "trainIds", "labelIds")}
-    return {"overlay": output, **{kind: output.with_name(f"{output.stem}_{kind}.png") for kind in ("trainIds", "labelIds")}}
-
-
-def _check_output(output: Path, many: bool) -> None:
-    if not many and output.is_dir():
-        raise CitypipeError(f"--output {output}: is a folder; give a file name for the overlay (e.g. {output / 'overlay.png'})")
-    if many and output.exists() and not output.is_dir():
-        raise CitypipeError(f"--output {output}: is a file; give a folder for a folder of images")
-
-
-def _slide_window(mode, crop_size, stride, params_path):
-    """--crop-size / --stride, defaulting to the evaluate stage's window in slide mode (read once)."""
-    if mode == "slide" and (crop_size is None or stride is None):
-        from citypipe.params import load_params
-
-        evaluate = load_params(params_path).evaluate
-        crop_size, stride = crop_size or tuple(evaluate.crop_size), stride or tuple(evaluate.stride)
-    return crop_size, stride
-
-
-def _inference_config(mode, size, crop_size, stride, flip, scales):
-    from citypipe.params import stride_leaves_gaps
-    from citypipe.prediction.inference import InferenceConfig
-
-    crop_size, stride = tuple(crop_size or size), tuple(stride or size)
-    if mode == "slide" and stride_leaves_gaps(stride, crop_size):
-        raise CitypipeError(f"--stride {' '.join(map(str, stride))}: expected at most --crop-size "
-                            f"{' '.join(map(str, crop_size))} on each axis (a larger stride leaves pixels unpredicted)")
-    return InferenceConfig(mode, size, crop_size, stride, flip, scales)
+    return scales or None
 
 
 @main.command()
@@ -109,70 +52,45 @@ def _inference_config(mode, size, crop_size, stride, flip, scales):
 @click.option("--data-root", type=click.Path(path_type=Path), default=None,
               help="For --split (default: data.root in --params).")
 @params_option
-@click.option("--checkpoint", required=True, type=click.Path(path_type=Path))
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=Path("checkpoints/best.pt"), show_default=True,
+              help="The trained model (the train stage writes checkpoints/best.pt and last.pt).")
 @click.option("--output", required=True, type=click.Path(path_type=Path),
               help="Overlay PNG for one image; a folder (mirroring the input's sub-folders) for a folder or a split.")
-@click.option("--image-size", type=(POSITIVE, POSITIVE), default=None,
-              help="Network input size H W (default: the image's own size).")
+@click.option("--mode", type=click.Choice(["whole", "slide"]), default=None, help="Default: whole.")
+@click.option("--size", type=(POSITIVE, POSITIVE), default=None,
+              help="Network input size H W in whole mode (default: the size the checkpoint was validated at).")
+@click.option("--crop-size", type=(POSITIVE, POSITIVE), default=None,
+              help="Slide window H W at the image's resolution (default: the checkpoint's train.crop_size).")
+@click.option("--stride", type=(POSITIVE, POSITIVE), default=None, help="Slide stride H W (default: 2/3 of the window).")
+@click.option("--flip/--no-flip", default=None, help="Average with the horizontally flipped image (default: no).")
+@click.option("--scales", multiple=True, callback=_scales, help="Multi-scale averaging, e.g. 0.75,1.0,1.25 (default: 1.0).")
+@click.option("--amp", is_flag=True, help="Predict under device.amp's autocast on CUDA (faster); by default in fp32, as evaluate scores.")
 @click.option("--mask", type=click.Choice(["none", "trainids", "labelids"]), default="none", show_default=True,
               help="Also write the mask next to the overlay (*_trainIds.png / *_labelIds.png).")
-@click.option("--device", "device_type", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
-              show_default=True)
+@click.option("--device", "device_type", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None,
+              help="Override device.type of --params (whose device section is used).")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
-@click.option("--mode", type=click.Choice(["whole", "slide"]), default="whole", show_default=True)
-@click.option("--flip", is_flag=True, help="Average with the horizontally flipped image.")
-@click.option("--scales", multiple=True, callback=_scales, help="Multi-scale averaging, e.g. 0.75,1.0,1.25.")
-@click.option("--crop-size", type=(POSITIVE, POSITIVE), default=None,
-              help="Slide window H W (default: evaluate.crop_size in --params).")
-@click.option("--stride", type=(POSITIVE, POSITIVE), default=None, help="Slide stride H W (default: evaluate.stride).")
-@click.option("--amp", is_flag=True, help="Predict under bf16 autocast on CUDA (faster); by default in fp32, as evaluate scores.")
 @reports_errors
-def infer(image, split, data_root, params_path, checkpoint, output, image_size, mask, device_type, alpha, mode, flip,
-          scales, crop_size, stride, amp) -> None:
-    """Segment IMAGE (a file, or a folder searched recursively) or --split, and write colour overlays."""
+def infer(image, split, data_root, params_path, checkpoint, output, mode, size, crop_size, stride, flip, scales, amp,
+          mask, device_type, alpha) -> None:
+    """Segment IMAGE (a file, or a folder searched recursively) or --split; write overlays with a legend.
+
+    Test-time settings default to those the checkpoint was validated with; the options override them.
+    """
     if (image is None) == (split is None):
         raise CitypipeError("give either IMAGE or --split NAME")
+    from citypipe.params import load_params
+
+    params = load_params(params_path, {"device.type": device_type} if device_type else None)
     if split is not None:
-        image = _data_root(data_root, params_path) / "leftImg8bit" / split
+        image = (data_root or Path(params.data.root)) / "leftImg8bit" / split
         if not image.is_dir():
             raise CitypipeError(f"--split {split}: no folder {image}")
-    base, inputs = _inputs(image)
-    many = image.is_dir()
-    _check_output(output, many)
-    crop_size, stride = _slide_window(mode, crop_size, stride, params_path)
+    from citypipe.infer import InferOptions, infer_images
 
-    import numpy as np
-    import torch
-
-    from citypipe.atomic import write_png
-    from citypipe.data.dataset import open_image
-    from citypipe.models.checkpoint import load_model
-    from citypipe.prediction.predictor import Predictor
-    from citypipe.runtime import make_runtime
-    from citypipe.submission.files import to_label_ids
-    from citypipe.visualization.panels import overlay
-
-    runtime = make_runtime(device_type, "bf16", False, True, 0)
-    model = load_model(checkpoint, None, runtime.device)
-    for source in inputs:
-        picture = np.array(open_image(source))  # (H, W, 3) uint8
-        size = tuple(image_size) if image_size else picture.shape[:2]
-        config = _inference_config(mode, size, crop_size, stride, flip, scales)
-        tensor = torch.from_numpy(picture).permute(2, 0, 1)[None].to(runtime.device)
-        try:
-            train_ids = Predictor(model, runtime, config, amp).predict(tensor)[0].cpu().numpy()
-        except (RuntimeError, MemoryError) as error:  # torch.OutOfMemoryError is a RuntimeError
-            if not is_out_of_memory(error):
-                raise
-            raise CitypipeError(f"{source}: out of memory at {size[0]}x{size[1]} on {runtime.device} "
-                                f"(use --image-size to run the network smaller)") from None
-        targets = _targets(output, base, source, many)
-        write_png(targets["overlay"], overlay(picture, train_ids, alpha))
-        if mask == "trainids":
-            write_png(targets["trainIds"], train_ids)
-        elif mask == "labelids":
-            write_png(targets["labelIds"], to_label_ids(train_ids))
-    click.echo(f"infer: {len(inputs)} image(s) -> {output}")
+    options = InferOptions(mode, size, crop_size, stride, flip, scales, amp, mask, alpha)
+    count = infer_images(image, output, checkpoint, params.device, options)
+    click.echo(f"infer: {count} image(s) -> {output}")
 
 
 @main.command()

@@ -116,7 +116,7 @@ class TrainParams:
     scale_range: tuple[float, float]
     crop_size: Size
     cat_max_ratio: float  # retry crops with < 2 classes or one class at this share or more (1.0 = off)
-    hflip: float  # probability
+    flip_prob: float  # probability of a horizontal flip
     photometric: bool
     optimizer: Literal["sgd", "adamw"]
     lr: float
@@ -138,16 +138,18 @@ class TrainParams:
     aux_weight: float
     sampler: Literal["weighted", "uniform"]
     val_every: int
-    workers: int
+    val_size: Size  # validation predicts whole val images at this network input size (H, W)
+    val_batch_size: int
+    workers: int  # for the train and the validation loader
 
     def __post_init__(self) -> None:
         _check_positive("train", self, "epochs", "batch_size", "base_size", "crop_size", "lr",
                         "scale_range", "grad_accum_steps", "val_every", "backbone_lr_mult",
-                        "head_lr_mult", "ohem_min_kept")
+                        "head_lr_mult", "ohem_min_kept", "val_size", "val_batch_size")
         for name in ("momentum", "weight_decay", "poly_power", "min_lr", "aux_weight", "warmup_iters", "workers"):
             if getattr(self, name) < 0:
                 _fail(f"train.{name}", "a value >= 0", getattr(self, name))
-        _check_range("train", self, "hflip", 0.0, 1.0)
+        _check_range("train", self, "flip_prob", 0.0, 1.0)
         _check_range("train", self, "cat_max_ratio", 0.0, 1.0)
         if self.min_lr > self.lr:
             _fail("train.min_lr", f"a value <= train.lr ({self.lr})", self.min_lr)
@@ -163,32 +165,40 @@ def stride_leaves_gaps(stride: Size, crop_size: Size) -> bool:
 
 
 @dataclass(frozen=True)
-class EvaluateParams:
-    split: Literal["val", "train"]
+class InferenceParams:
+    """Test-time prediction, shared by every stage that predicts (evaluate, visualize, export-submission)
+    and by `citypipe infer`: trying a setting here never retrains the model."""
+
+    checkpoint: Literal["best", "last"]  # best: chosen on val (optimistic when val is also reported); last: the final weights
     mode: Literal["whole", "slide"]
     size: Size  # network input size for whole-image inference (H, W)
     crop_size: Size  # sliding window size (H, W), at the original resolution
     stride: Size
-    hflip: bool  # average with the flipped prediction
+    flip: bool  # average with the horizontally flipped prediction
     scales: tuple[float, ...]  # multi-scale averaging, relative to `size` / the original
     amp: bool  # predict under device.amp's autocast; false = fp32, as the official numbers are scored
     batch_size: int
     workers: int
+
+    def __post_init__(self) -> None:
+        _check_positive("inference", self, "size", "crop_size", "stride", "batch_size", "scales")
+        if not self.scales:
+            _fail("inference.scales", "at least one scale", [])
+        if self.workers < 0:
+            _fail("inference.workers", "a value >= 0", self.workers)
+        if self.mode == "slide" and stride_leaves_gaps(self.stride, self.crop_size):
+            _fail("inference.stride", f"a value <= inference.crop_size {list(self.crop_size)} on each axis "
+                  "(a larger stride leaves pixels uncovered in mode slide)", list(self.stride))
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    split: Literal["val", "train"]
     bootstrap_resamples: int  # resamples of the images behind eval.json's 95% intervals
     bootstrap_seed: int
 
     def __post_init__(self) -> None:
-        _check_positive("evaluate", self, "size", "crop_size", "stride", "batch_size", "scales", "bootstrap_resamples")
-        if not self.scales:
-            _fail("evaluate.scales", "at least one scale", [])
-        if self.workers < 0:
-            _fail("evaluate.workers", "a value >= 0", self.workers)
-        self._check_windows_cover()
-
-    def _check_windows_cover(self) -> None:
-        if self.mode == "slide" and stride_leaves_gaps(self.stride, self.crop_size):
-            _fail("evaluate.stride", f"a value <= evaluate.crop_size {list(self.crop_size)} on each axis "
-                  "(a larger stride leaves pixels uncovered in mode slide)", list(self.stride))
+        _check_positive("evaluate", self, "bootstrap_resamples")
 
 
 @dataclass(frozen=True)
@@ -206,10 +216,6 @@ class VisualizeParams:
 @dataclass(frozen=True)
 class ExportParams:
     split: Literal["test", "val"]
-    batch_size: int
-
-    def __post_init__(self) -> None:
-        _check_positive("export", self, "batch_size")
 
 
 @dataclass(frozen=True)
@@ -220,6 +226,7 @@ class Params:
     prepare: PrepareParams
     model: ModelParams
     train: TrainParams
+    inference: InferenceParams
     evaluate: EvaluateParams
     visualize: VisualizeParams
     export: ExportParams

@@ -1,4 +1,8 @@
-"""DVC stage `prepare-labels`: trainId cache, class statistics, class and sample weights."""
+"""DVC stage `prepare-labels`: the trainId cache, class statistics, class and sample weights.
+
+Reads data.root's gtFine labelIds; writes trainId PNGs for every split (--cache), the train split's
+class pixel shares (--class-table), the loss's class weights and the sampler's per-image weights.
+"""
 import click
 
 from citypipe.command_line import params_option, reports_errors
@@ -7,7 +11,7 @@ from citypipe.prepare.label_cache import prepare_labels
 from citypipe.prepare.outputs import write_prepare_outputs
 
 
-@click.command()
+@click.command(help=__doc__)
 @params_option
 @click.option("--cache", required=True, type=click.Path(file_okay=False), help="trainId cache folder to write.")
 @click.option("--class-table", required=True, type=click.Path(dir_okay=False))

@@ -63,7 +63,7 @@ class Bench:
     def params(self, **overrides: Any) -> str:
         raw = yaml.safe_load((REPO / "params.yaml").read_text())
         settings = {"data.root": str(self._data or self.synth_root), "device.type": "cpu", "prepare.workers": 1,
-                    "evaluate.size": [64, 128], "evaluate.workers": 0, **overrides}
+                    "inference.size": [64, 128], "inference.workers": 0, **overrides}
         for dotted, value in settings.items():
             section, key = dotted.split(".")
             raw[section][key] = value
@@ -89,9 +89,9 @@ class Bench:
                           "--sample-weights", str(out / "s.json"))
 
     def evaluate(self, checkpoint: Path, **overrides: Any) -> list[str]:
-        return self.stage("evaluate.py", "--params", self.params(**overrides), "--checkpoint", str(checkpoint),
+        return self.stage("evaluate.py", "--params", self.params(**overrides), "--checkpoints", str(checkpoint.parent),
                           "--cache", str(self.cache), "--metrics", str(self.out / "eval.json"),
-                          "--plots", str(self.out / "plots"))
+                          "--class-metrics", str(self.out / "eval_classes.json"), "--plots", str(self.out / "plots"))
 
     def val_sample(self, index: int = 0) -> layout.Sample:
         return layout.find_samples(self.data(), "val")[index]
@@ -139,7 +139,7 @@ def _stray_name(bench: Bench) -> list[str]:
 
 def _truncated_image_in_a_worker(bench: Bench) -> list[str]:
     _truncate(bench.val_sample(1).image)
-    return bench.evaluate(bench.checkpoint(), **{"evaluate.workers": 1})
+    return bench.evaluate(bench.checkpoint(), **{"inference.workers": 1})
 
 
 def _truncated_cached_label(bench: Bench) -> Callable[[], Any]:
@@ -200,8 +200,8 @@ CASES = [  # every stage validates all of params.yaml; prepare-labels is the qui
     ("lr-nan", lambda b: b.prepare(**{"train.lr": float("nan")}), "train.lr: expected a finite number, got nan"),
     ("lr-inf", lambda b: b.prepare(**{"train.lr": float("inf")}), "train.lr: expected a finite number, got inf"),
     ("stride-beyond-window", lambda b: b.prepare(**{
-        "evaluate.mode": "slide", "evaluate.crop_size": [64, 128], "evaluate.stride": [32, 192]}),
-     "evaluate.stride: expected a value <= evaluate.crop_size [64, 128] on each axis"),
+        "inference.mode": "slide", "inference.crop_size": [64, 128], "inference.stride": [32, 192]}),
+     "inference.stride: expected a value <= inference.crop_size [64, 128] on each axis"),
     ("frame-copied-into-other-city", _copy_into_other_city, "_leftImg8bit.png: duplicate frame id aachen_"),
     ("frame-moved-into-other-city", _move_into_other_city,
      "_leftImg8bit.png: frame of city 'aachen' in the folder of city 'bochum'"),
@@ -221,8 +221,8 @@ CASES = [  # every stage validates all of params.yaml; prepare-labels is the qui
     # citypipe infer
     ("infer-alpha-5", lambda b: b.infer("--alpha", "5"),
      "Invalid value for '--alpha': 5.0 is not in the range 0<=x<=1"),
-    ("infer-image-size-0", lambda b: b.infer("--image-size", "0", "0"),
-     "Invalid value for '--image-size': 0 is not in the range x>=1"),
+    ("infer-image-size-0", lambda b: b.infer("--size", "0", "0"),
+     "Invalid value for '--size': 0 is not in the range x>=1"),
     ("infer-device-tpu", lambda b: b.infer("--device", "tpu"),
      "Invalid value for '--device': 'tpu' is not one of 'auto', 'cpu'"),
     ("infer-scales-not-numbers", lambda b: b.infer("--scales", "1,x"), "'--scales': '1,x' is not a list of numbers"),
@@ -236,7 +236,7 @@ CASES = [  # every stage validates all of params.yaml; prepare-labels is the qui
     ("infer-stride-beyond-window", lambda b: b.infer("--mode", "slide", "--crop-size", "4", "8", "--stride", "4", "9"),
      "--stride 4 9: expected at most --crop-size 4 8 on each axis"),
     ("infer-out-of-memory", _infer_out_of_memory,
-     "a.png: out of memory at 8x16 on cpu (use --image-size to run the network smaller)"),
+     "a.png: out of memory at 8x16 on cpu (use --size to run the network smaller)"),
 ]
 
 

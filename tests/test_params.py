@@ -32,7 +32,7 @@ def _write(tmp_path, mutate):
     (lambda r: r["model"].update(output_stride=32), "model.output_stride"),
     (lambda r: r["train"].update(crop_size=[128]), "train.crop_size: expected a list of 2 values"),
     (lambda r: r["train"].update(epochs="ten"), "train.epochs: expected an integer"),
-    (lambda r: r["train"].update(hflip=1.5), "train.hflip: expected a value in [0.0, 1.0]"),
+    (lambda r: r["train"].update(flip_prob=1.5), "train.flip_prob: expected a value in [0.0, 1.0]"),
     (lambda r: r.update(extra={}), "unknown section extra"),
     (lambda r: r.pop("device"), "missing section device"),
     (lambda r: r["device"].update(type="tpu"), "device.type"),
@@ -45,8 +45,8 @@ def _write(tmp_path, mutate):
     (lambda r: r["train"].update(lr=float("nan")), "train.lr: expected a finite number, got nan"),
     (lambda r: r["train"].update(momentum=float("inf")), "train.momentum: expected a finite number, got inf"),
     (lambda r: r["train"].update(scale_range=[0.5, float("-inf")]), "train.scale_range[1]: expected a finite number"),
-    (lambda r: r["evaluate"].update(mode="slide", crop_size=[64, 128], stride=[64, 129]),
-     "evaluate.stride: expected a value <= evaluate.crop_size [64, 128] on each axis"),
+    (lambda r: r["inference"].update(mode="slide", crop_size=[64, 128], stride=[64, 129]),
+     "inference.stride: expected a value <= inference.crop_size [64, 128] on each axis"),
 ])
 def test_bad_params_are_rejected_with_the_key_named(tmp_path, mutate, message):
     with pytest.raises(CitypipeError, match=message.replace("[", r"\[").replace(".", r"\.")):
@@ -54,8 +54,8 @@ def test_bad_params_are_rejected_with_the_key_named(tmp_path, mutate, message):
 
 
 def test_a_stride_larger_than_the_window_is_fine_outside_slide_mode(tmp_path):
-    path = _write(tmp_path, lambda r: r["evaluate"].update(mode="whole", crop_size=[64, 128], stride=[96, 192]))
-    assert load_params(path).evaluate.stride == (96, 192)
+    path = _write(tmp_path, lambda r: r["inference"].update(mode="whole", crop_size=[64, 128], stride=[96, 192]))
+    assert load_params(path).inference.stride == (96, 192)
 
 
 def test_missing_params_file_is_a_clear_error(tmp_path):

@@ -13,8 +13,8 @@ from citypipe.data.transforms import (
 PALETTE = {0: (255, 0, 0), 7: (0, 255, 0), 11: (0, 0, 255), 18: (255, 255, 0)}
 
 
-def transform(base, crop, scale=1.0, hflip=0.0, photometric=False, cat_max_ratio=1.0) -> TrainTransform:
-    return TrainTransform(base, (scale, scale), crop, hflip, photometric, cat_max_ratio)
+def transform(base, crop, scale=1.0, flip_prob=0.0, photometric=False, cat_max_ratio=1.0) -> TrainTransform:
+    return TrainTransform(base, (scale, scale), crop, flip_prob, photometric, cat_max_ratio)
 
 
 def block_scene(height: int, width: int, block: int, seed: int) -> tuple[Image.Image, Image.Image]:
@@ -157,7 +157,7 @@ def test_an_accepted_first_window_draws_as_without_cat_max_ratio(seed):
     outputs = []
     for cat_max_ratio in (0.75, 1.0):
         rng = np.random.default_rng(seed)
-        out_image, out_label = transform((64, 128), (32, 32), hflip=0.5, photometric=True, cat_max_ratio=cat_max_ratio)(
+        out_image, out_label = transform((64, 128), (32, 32), flip_prob=0.5, photometric=True, cat_max_ratio=cat_max_ratio)(
             position_image(64, 128), Image.fromarray(stripes), rng)
         outputs.append((out_image, out_label, rng.random()))
     assert np.array_equal(outputs[0][0], outputs[1][0]) and np.array_equal(outputs[0][1], outputs[1][1])

@@ -18,7 +18,7 @@ class TrainTransform:
     base_size: tuple[int, int]  # (H, W) at scale 1.0
     scale_range: tuple[float, float]
     crop_size: tuple[int, int]  # (H, W)
-    hflip: float
+    flip_prob: float  # probability of a horizontal flip
     photometric: bool
     cat_max_ratio: float  # retry a crop (up to 10 times) with < 2 classes or one class at this share or more
 
@@ -32,7 +32,7 @@ class TrainTransform:
             if self.cat_max_ratio >= 1.0 or _crop_accepted(crop_label, self.cat_max_ratio):
                 break
         crop_image = _resized_crop(image, scaled, window, self.crop_size, Image.BILINEAR, 0)
-        if rng.random() < self.hflip:
+        if rng.random() < self.flip_prob:
             crop_image, crop_label = crop_image[:, ::-1], crop_label[:, ::-1]
         if self.photometric:
             crop_image = photometric_distortion(crop_image, rng)

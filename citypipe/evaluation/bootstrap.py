@@ -1,8 +1,7 @@
 """Percentile bootstrap confidence intervals for mIoU and pixel accuracy over images.
 
 Each resample draws N images with replacement and scores their *summed* confusion matrix, as the
-evaluation does for the whole split (IoU = tp / (tp + fp + fn), NaN where the denominator is 0,
-mIoU = the mean over the non-NaN classes; see citypipe/evaluation/scores.py).
+evaluation does for the whole split, with the same functions (citypipe/evaluation/scores.py).
 
 Vectorised: only the per-image diagonal, row sums and column sums enter the scores, so a
 resample is a (N,) vector of draw counts and all resamples are one (R, N) @ (N, 3K) product. The
@@ -11,25 +10,23 @@ summation order): 1000 resamples of 500 images take a few milliseconds.
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
+
+from citypipe.evaluation.scores import (
+    class_iou_from_counts,
+    mean_of_defined,
+    pixel_accuracy_from_counts,
+)
 
 METRICS = ("miou", "pixel_acc")
 
 
 def _scores(tp: np.ndarray, gt: np.ndarray, pred: np.ndarray, metric: str) -> np.ndarray:
-    """Per-row metric from (R, K) summed true positives, ground-truth and prediction counts."""
+    """Per-row metric from (R, K) summed true positives, ground-truth and prediction counts, computed
+    by the same functions as eval.json's headline numbers."""
     if metric == "pixel_acc":
-        total = gt.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(total > 0, tp.sum(axis=1) / np.where(total > 0, total, 1), np.nan)
-    denominator = gt + pred - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(denominator > 0, tp / np.where(denominator > 0, denominator, 1), np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: mean of nothing is NaN
-        return np.nanmean(iou, axis=1)
+        return pixel_accuracy_from_counts(tp, gt)
+    return mean_of_defined(class_iou_from_counts(tp, gt, pred))
 
 
 def metric_from_confusion(confusion: np.ndarray, metric: str) -> float:

@@ -15,15 +15,15 @@ from citypipe.evaluation.bootstrap import METRICS, bootstrap_interval
 from citypipe.evaluation.confusion import ConfusionMatrix
 from citypipe.evaluation.scores import compute_scores, split_headline
 from citypipe.labels import class_names
-from citypipe.params import DataParams, DeviceParams, EvaluateParams, ModelParams
-from citypipe.prediction.predictor import Predictor, frame_loader
+from citypipe.params import DataParams, DeviceParams, EvaluateParams, InferenceParams
+from citypipe.prediction.predictor import Predictor, checkpoint_file, frame_loader
 from citypipe.runtime import runtime_for
 
 
 @dataclass(frozen=True)
 class EvaluatePaths:
     cache: Path  # prepare-labels' trainId cache
-    checkpoint: Path
+    checkpoints: Path  # the train stage's folder: best.pt / last.pt, as inference.checkpoint says
     metrics: Path  # metrics/eval.json: the headline numbers with their bootstrap intervals
     class_metrics: Path  # metrics/eval_classes.json: per-class and per-category IoU / iIoU
     plots: Path  # class_iou.csv, confusion_matrix.csv
@@ -71,16 +71,17 @@ def bootstrap_intervals(per_image: np.ndarray, resamples: int, seed: int) -> dic
     return intervals
 
 
-def evaluate_checkpoint(data: DataParams, model: ModelParams, evaluate_params: EvaluateParams, device: DeviceParams,
-                        paths: EvaluatePaths) -> dict:
-    """The evaluate stage: score the checkpoint on `evaluate.split`; write metrics and the CSVs behind the plots."""
+def evaluate_checkpoint(data: DataParams, inference: InferenceParams, evaluate_params: EvaluateParams,
+                        device: DeviceParams, paths: EvaluatePaths) -> dict:
+    """The evaluate stage: score the checkpoint on `evaluate.split`, predicting as `inference` says; write
+    metrics and the CSVs behind the plots."""
     split = evaluate_params.split
     samples = layout.find_samples(data.root, split, data.cities)
     if not any(s.label_ids.is_file() for s in samples) or split == "test":
         raise CitypipeError(f"evaluate.split: {split} has no labels to score against (use val)")
     runtime = runtime_for(device)
-    predictor = Predictor.from_checkpoint(paths.checkpoint, model, evaluate_params, runtime)
-    loader = frame_loader(samples, paths.cache, evaluate_params.batch_size, evaluate_params.workers, runtime)
+    predictor = Predictor.from_checkpoint(checkpoint_file(paths.checkpoints, inference), inference, runtime)
+    loader = frame_loader(samples, paths.cache, inference.batch_size, inference.workers, runtime)
     cm = evaluate(predictor, loader, per_image=True)
     scores = compute_scores(cm)
     scores["num_images"] = len(samples)

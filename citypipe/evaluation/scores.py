@@ -6,8 +6,6 @@ in the official script. iIoU replaces tp and fn by instance-size-weighted sums.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from citypipe.evaluation.confusion import INSTANCE_CATEGORIES, ConfusionMatrix
@@ -18,9 +16,40 @@ def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator) / float(denominator) if denominator else float("nan")
 
 
+def class_iou_from_counts(tp: np.ndarray, gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """(..., K) true positives, ground-truth and prediction counts -> (..., K) IoU, NaN where a class is
+    absent from both sides. Shared by the headline scores and the bootstrap's resamples."""
+    denominator = gt + pred - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, tp / np.where(denominator > 0, denominator, 1), np.nan)
+
+
+def mean_of_defined(values: np.ndarray) -> np.ndarray:
+    """(..., K) -> (...): the mean of the non-NaN values, NaN where there is none.
+
+    Summed class by class, in order, as cityscapesscripts' getScoreAverage does: a pairwise sum
+    (numpy's nanmean) can differ from it in the last bit.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    total = np.zeros(values.shape[:-1])
+    count = np.zeros(values.shape[:-1])
+    for k in range(values.shape[-1]):
+        defined = ~np.isnan(values[..., k])
+        total = total + np.where(defined, values[..., k], 0.0)
+        count = count + defined
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
+
+
+def pixel_accuracy_from_counts(tp: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """(..., K) counts -> (...) correct / evaluated pixels, NaN where nothing was evaluated."""
+    total = gt.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, tp.sum(axis=-1) / np.where(total > 0, total, 1), np.nan)
+
+
 def _nanmean(values: list[float]) -> float:
-    valid = [v for v in values if not math.isnan(v)]
-    return sum(valid) / len(valid) if valid else float("nan")
+    return float(mean_of_defined(np.array(values, dtype=np.float64))) if values else float("nan")
 
 
 def category_members() -> dict[str, list[int]]:
@@ -36,7 +65,8 @@ def compute_scores(cm: ConfusionMatrix) -> dict:
     inst_tp, inst_fn = cm.inst_tp.cpu().numpy(), cm.inst_fn.cpu().numpy()
     tp, gt, pred = np.diag(mat), mat.sum(1), mat.sum(0)
     names = class_names()
-    class_iou = {n: _ratio(tp[i], gt[i] + pred[i] - tp[i]) for i, n in enumerate(names)}
+    iou_values = class_iou_from_counts(tp, gt, pred)
+    class_iou = {n: float(iou_values[i]) for i, n in enumerate(names)}
     instance_classes = {i for ids in INSTANCE_CATEGORIES.values() for i in ids}
     class_iiou = {n: _ratio(inst_tp[i], inst_tp[i] + inst_fn[i] + pred[i] - tp[i])
                   for i, n in enumerate(names) if i in instance_classes}
@@ -50,13 +80,12 @@ def compute_scores(cm: ConfusionMatrix) -> dict:
             ctp, cfn = float(cm.cat_tp[c]), float(cm.cat_fn[c])
             category_iiou[category] = _ratio(ctp, ctp + cfn + fp)
     total = mat.sum()
-    iou_values = np.array([class_iou[n] for n in names])
     frequency = gt / total if total else np.zeros_like(gt)
     present = (frequency > 0) & ~np.isnan(iou_values)
     return {
-        "pixel_acc": _ratio(tp.sum(), total),
+        "pixel_acc": float(pixel_accuracy_from_counts(tp, gt)),
         "mean_acc": _nanmean([_ratio(tp[i], gt[i]) for i in range(len(names))]),
-        "miou": _nanmean(list(class_iou.values())),
+        "miou": float(mean_of_defined(iou_values)),
         "fwiou": float((frequency[present] * iou_values[present]).sum()),
         "iiou": _nanmean(list(class_iiou.values())),
         "category_miou": _nanmean(list(category_iou.values())),

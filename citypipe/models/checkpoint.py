@@ -88,9 +88,14 @@ def load_model(path: str | Path, expected: ModelConfig | None, device: torch.dev
     With `expected` (the params' architecture) a checkpoint of another architecture is an error;
     without it, the architecture stored in the checkpoint is built.
     """
-    state = load_checkpoint(path, expected)
+    return model_from_state(path, load_checkpoint(path, expected), device, channels_last)
+
+
+def model_from_state(path: str | Path, state: dict[str, Any], device: torch.device,
+                     channels_last: bool = False) -> DeepLab:
+    """A loaded checkpoint's (`load_checkpoint`) model with its weights, in eval mode on `device`."""
     model = build_model(ModelConfig(**state["model_config"]))
-    load_weights(path, model, state["model"])
+    load_weights(Path(path), model, state["model"])
     model.to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

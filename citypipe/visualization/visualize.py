@@ -17,11 +17,10 @@ from citypipe.errors import CitypipeError
 from citypipe.params import (
     DataParams,
     DeviceParams,
-    EvaluateParams,
-    ModelParams,
+    InferenceParams,
     VisualizeParams,
 )
-from citypipe.prediction.predictor import Predictor, frame_loader
+from citypipe.prediction.predictor import Predictor, checkpoint_file, frame_loader
 from citypipe.runtime import runtime_for
 from citypipe.visualization.figures import confusion_figure
 from citypipe.visualization.panels import overlay_figure, panel_figure
@@ -30,7 +29,7 @@ from citypipe.visualization.panels import overlay_figure, panel_figure
 @dataclass(frozen=True)
 class VisualizePaths:
     cache: Path  # prepare-labels' trainId cache
-    checkpoint: Path
+    checkpoints: Path  # best.pt / last.pt, as inference.checkpoint says
     confusion: Path  # evaluate's confusion_matrix.csv
     samples: Path  # folder of panels and overlays
     figures: Path  # folder of figures
@@ -59,13 +58,14 @@ def read_confusion_csv(path: Path) -> np.ndarray:
         raise CitypipeError(f"{path}: not a confusion matrix CSV (rerun the evaluate stage)") from None
 
 
-def visualize_checkpoint(data: DataParams, model: ModelParams, evaluate: EvaluateParams, visualize: VisualizeParams,
+def visualize_checkpoint(data: DataParams, inference: InferenceParams, split: str, visualize: VisualizeParams,
                          device: DeviceParams, paths: VisualizePaths) -> int:
-    """Panels and overlays for the chosen frames, and the confusion-matrix figure; returns the frame count."""
-    samples = choose_samples(layout.find_samples(data.root, evaluate.split, data.cities), visualize.num_samples,
+    """Panels and overlays for the chosen frames of `split` (the evaluated one), and the confusion-matrix
+    figure; returns the frame count."""
+    samples = choose_samples(layout.find_samples(data.root, split, data.cities), visualize.num_samples,
                              visualize.seed, visualize.ids)
     runtime = runtime_for(device)
-    predictor = Predictor.from_checkpoint(paths.checkpoint, model, evaluate, runtime)
+    predictor = Predictor.from_checkpoint(checkpoint_file(paths.checkpoints, inference), inference, runtime)
     loader = frame_loader(samples, paths.cache, 1, 0, runtime)
     with atomic_dir(paths.samples) as tmp:
         for batch, prediction in predictor.frames(loader, "visualize"):
