@@ -5,7 +5,10 @@ are errors that name the key, and each section checks its own ranges.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import json
+import os
 import sys
 import typing
 from dataclasses import dataclass
@@ -17,6 +20,38 @@ import yaml
 from citypipe.errors import CitypipeError, first_line
 
 Size = tuple[int, int]  # (H, W)
+
+# CITYPIPE_PARAMS_TRACE=FOLDER: each process that loads params writes FOLDER/<script>.json, the
+# sorted 'section.key' names its code read, at exit. tests/test_dvc_pipeline.py compares them with
+# each stage's params in dvc.yaml: a stage must depend on exactly the keys it reads.
+TRACE_VARIABLE = "CITYPIPE_PARAMS_TRACE"
+_keys_read: set[str] | None = None
+
+
+class _Traced:
+    """Records which fields of a loaded section are read, while tracing is on."""
+
+    _section: str = ""
+
+    def __getattribute__(self, name: str):
+        if _keys_read is not None and not name.startswith("_") and name in type(self).__dataclass_fields__:
+            _keys_read.add(f"{object.__getattribute__(self, '_section')}.{name}")
+        return object.__getattribute__(self, name)
+
+
+def _start_trace(folder: str) -> None:
+    global _keys_read
+    if _keys_read is not None:
+        return
+    _keys_read = set()
+    target = Path(folder) / f"{Path(sys.argv[0]).stem or 'python'}.json"
+
+    def write() -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        known = set(json.loads(target.read_text())) if target.is_file() else set()
+        target.write_text(json.dumps(sorted(known | _keys_read)))
+
+    atexit.register(write)
 
 
 def _fail(key: str, expected: str, value: Any) -> None:
@@ -38,13 +73,13 @@ def _check_range(section: str, obj: Any, name: str, low: float, high: float) -> 
 
 
 @dataclass(frozen=True)
-class DataParams:
+class DataParams(_Traced):
     root: str  # a folder in the official Cityscapes layout (leftImg8bit/, gtFine/)
     cities: tuple[str, ...]  # city filter for every split; empty = all cities
 
 
 @dataclass(frozen=True)
-class DeviceParams:
+class DeviceParams(_Traced):
     type: Literal["auto", "cpu", "cuda", "mps"]  # auto: cuda > mps > cpu
     amp: Literal["none", "bf16", "fp16"]  # mixed precision, CUDA only
     channels_last: bool  # CUDA only
@@ -62,7 +97,7 @@ class DeviceParams:
 
 
 @dataclass(frozen=True)
-class SynthesizeParams:
+class SynthesizeParams(_Traced):
     seed: int
     height: int
     width: int
@@ -85,7 +120,7 @@ class SynthesizeParams:
 
 
 @dataclass(frozen=True)
-class PrepareParams:
+class PrepareParams(_Traced):
     class_weighting: Literal["none", "inverse_log", "median_frequency"]
     inverse_log_c: float  # ENet's c in w = 1 / ln(c + p)
     sample_weighting: Literal["none", "rare_class"]
@@ -98,7 +133,7 @@ class PrepareParams:
 
 
 @dataclass(frozen=True)
-class ModelParams:
+class ModelParams(_Traced):
     arch: Literal["deeplabv3", "deeplabv3plus"]
     backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101"]
     output_stride: Literal[8, 16]
@@ -108,7 +143,7 @@ class ModelParams:
 
 
 @dataclass(frozen=True)
-class TrainParams:
+class TrainParams(_Traced):
     seed: int
     epochs: int
     batch_size: int
@@ -165,7 +200,7 @@ def stride_leaves_gaps(stride: Size, crop_size: Size) -> bool:
 
 
 @dataclass(frozen=True)
-class InferenceParams:
+class InferenceParams(_Traced):
     """Test-time prediction, shared by every stage that predicts (evaluate, visualize, export-submission)
     and by `citypipe infer`: trying a setting here never retrains the model."""
 
@@ -192,7 +227,7 @@ class InferenceParams:
 
 
 @dataclass(frozen=True)
-class EvaluateParams:
+class EvaluateParams(_Traced):
     split: Literal["val", "train"]
     bootstrap_resamples: int  # resamples of the images behind eval.json's 95% intervals
     bootstrap_seed: int
@@ -202,7 +237,7 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
-class VisualizeParams:
+class VisualizeParams(_Traced):
     num_samples: int
     seed: int
     ids: tuple[str, ...]  # explicit '{city}_{seq}_{frame}' ids; overrides num_samples
@@ -214,7 +249,7 @@ class VisualizeParams:
 
 
 @dataclass(frozen=True)
-class ExportParams:
+class ExportParams(_Traced):
     split: Literal["test", "val"]
 
 
@@ -278,7 +313,9 @@ def _build_section(cls: type, name: str, raw: Any) -> Any:
     if missing:
         raise CitypipeError(f"params: missing key {name}.{missing[0]}")
     values = {f: _coerce(f"{name}.{f}", hints[f], raw[f]) for f in fields}
-    return cls(**values)
+    section = cls(**values)
+    object.__setattr__(section, "_section", name)  # after validation: __post_init__'s reads are not the code's
+    return section
 
 
 def params_from_dict(raw: Any) -> Params:
@@ -313,9 +350,12 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | No
             raise CitypipeError(f"params: missing section {section}")
         raw[section][key] = value
     try:
-        return params_from_dict(raw)
+        params = params_from_dict(raw)
     except CitypipeError as error:
         raise CitypipeError(f"{path}: {error}") from None
+    if os.environ.get(TRACE_VARIABLE):
+        _start_trace(os.environ[TRACE_VARIABLE])
+    return params
 
 
 def section_dict(section: Any) -> dict[str, Any]:
