@@ -35,6 +35,7 @@ def run_seed(seed: int, work: Path) -> dict:
                     "--checkpoints", str(out / "checkpoints"), "--live-dir", str(out / "dvclive"),
                     "--log", str(out / "train.log")], cwd=REPO, check=True, capture_output=True)
     subprocess.run([sys.executable, str(REPO / "stages" / "evaluate.py"), *common,
+                    "--data-root", params["data"]["root"],
                     "--checkpoints", str(out / "checkpoints"), "--metrics", str(out / "eval.json"),
                     "--class-metrics", str(out / "eval_classes.json"), "--plots", str(out / "plots")],
                    cwd=REPO, check=True, capture_output=True)

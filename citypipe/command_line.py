@@ -57,5 +57,7 @@ params_option = click.option("--params", "params_path", default="params.yaml", s
 # the inputs several stages read; dvc.yaml's commands give every path (the one place that owns them)
 cache_option = click.option("--cache", required=True, type=click.Path(file_okay=False),
                             help="prepare-labels' trainId cache (read).")
+data_root_option = click.option("--data-root", required=True, type=click.Path(file_okay=False),
+                                help="The dataset in the official layout (read); dvc.yaml passes ${data.root}.")
 checkpoints_option = click.option("--checkpoints", required=True, type=click.Path(file_okay=False),
                                   help="The train stage's folder; inference.checkpoint picks best.pt or last.pt (read).")

@@ -8,23 +8,30 @@ from pathlib import Path
 
 import click
 
-from citypipe.command_line import cache_option, checkpoints_option, params_option, reports_errors
+from citypipe.command_line import (
+    cache_option,
+    checkpoints_option,
+    data_root_option,
+    params_option,
+    reports_errors,
+)
 
 
 @click.command(help=__doc__)
 @params_option
+@data_root_option
 @checkpoints_option
 @cache_option
 @click.option("--metrics", required=True, type=click.Path(dir_okay=False), help="Headline numbers and their intervals (written).")
 @click.option("--class-metrics", required=True, type=click.Path(dir_okay=False), help="Per-class and per-category scores (written).")
 @click.option("--plots", required=True, type=click.Path(file_okay=False), help="Folder of class_iou.csv and confusion_matrix.csv (written).")
 @reports_errors
-def main(params_path: str, checkpoints: str, cache: str, metrics: str, class_metrics: str, plots: str) -> None:
+def main(params_path: str, data_root: str, checkpoints: str, cache: str, metrics: str, class_metrics: str, plots: str) -> None:
     from citypipe.evaluation.evaluate import EvaluatePaths, evaluate_checkpoint
     from citypipe.params import load_params
     from citypipe.runtime import pin_cpu_numerics
 
-    p = load_params(params_path)
+    p = load_params(params_path, {"data.root": data_root})
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     paths = EvaluatePaths(Path(cache), Path(checkpoints), Path(metrics), Path(class_metrics), Path(plots))
     scores = evaluate_checkpoint(p.data, p.inference, p.evaluate, p.device, paths)

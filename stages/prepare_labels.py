@@ -13,13 +13,15 @@ from citypipe.prepare.outputs import write_prepare_outputs
 
 @click.command(help=__doc__)
 @params_option
+@click.option("--data-root", required=True, type=click.Path(file_okay=False),
+              help="The dataset in the official layout (read); dvc.yaml passes ${data.root}.")
 @click.option("--cache", required=True, type=click.Path(file_okay=False), help="trainId cache folder to write.")
 @click.option("--class-table", required=True, type=click.Path(dir_okay=False))
 @click.option("--class-weights", required=True, type=click.Path(dir_okay=False))
 @click.option("--sample-weights", required=True, type=click.Path(dir_okay=False))
 @reports_errors
-def main(params_path: str, cache: str, class_table: str, class_weights: str, sample_weights: str) -> None:
-    params = load_params(params_path)
+def main(params_path: str, data_root: str, cache: str, class_table: str, class_weights: str, sample_weights: str) -> None:
+    params = load_params(params_path, {"data.root": data_root})
     p = params.prepare
     results = prepare_labels(params.data.root, cache, params.data.cities, p.workers)
     frame_ids, counts = results["train"]

@@ -8,23 +8,30 @@ from pathlib import Path
 
 import click
 
-from citypipe.command_line import cache_option, checkpoints_option, params_option, reports_errors
+from citypipe.command_line import (
+    cache_option,
+    checkpoints_option,
+    data_root_option,
+    params_option,
+    reports_errors,
+)
 
 
 @click.command(help=__doc__)
 @params_option
+@data_root_option
 @checkpoints_option
 @cache_option
 @click.option("--confusion", required=True, type=click.Path(dir_okay=False), help="evaluate's confusion matrix CSV (read).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Panels and overlays (written).")
 @click.option("--figures", required=True, type=click.Path(file_okay=False), help="Figures (written).")
 @reports_errors
-def main(params_path, checkpoints, cache, confusion, out_dir, figures) -> None:
+def main(params_path, data_root, checkpoints, cache, confusion, out_dir, figures) -> None:
     from citypipe.params import load_params
     from citypipe.runtime import pin_cpu_numerics
     from citypipe.visualization.visualize import VisualizePaths, visualize_checkpoint
 
-    p = load_params(params_path)
+    p = load_params(params_path, {"data.root": data_root})
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     paths = VisualizePaths(Path(cache), Path(checkpoints), Path(confusion), Path(out_dir), Path(figures))
     count = visualize_checkpoint(p.data, p.inference, p.evaluate.split, p.visualize, p.device, paths)

@@ -79,17 +79,23 @@ class Bench:
         save_checkpoint(path, {"model_config": dataclasses.asdict(CONFIG), "model": weights})
         return path
 
+    def root(self, overrides: dict[str, Any]) -> str:
+        """The data root a stage command is given, as dvc.yaml passes ${data.root}."""
+        return str(overrides.get("data.root", self._data or self.synth_root))
+
     def stage(self, script: str, *args: str) -> list[str]:
         return [sys.executable, str(REPO / "stages" / script), *args]
 
     def prepare(self, **overrides: Any) -> list[str]:
         out = self.out
-        return self.stage("prepare_labels.py", "--params", self.params(**overrides), "--cache", str(out / "cache"),
+        return self.stage("prepare_labels.py", "--params", self.params(**overrides), "--data-root", self.root(overrides),
+                          "--cache", str(out / "cache"),
                           "--class-table", str(out / "t.csv"), "--class-weights", str(out / "c.json"),
                           "--sample-weights", str(out / "s.json"))
 
     def evaluate(self, checkpoint: Path, **overrides: Any) -> list[str]:
-        return self.stage("evaluate.py", "--params", self.params(**overrides), "--checkpoints", str(checkpoint.parent),
+        return self.stage("evaluate.py", "--params", self.params(**overrides), "--data-root", self.root(overrides),
+                          "--checkpoints", str(checkpoint.parent),
                           "--cache", str(self.cache), "--metrics", str(self.out / "eval.json"),
                           "--class-metrics", str(self.out / "eval_classes.json"), "--plots", str(self.out / "plots"))
 

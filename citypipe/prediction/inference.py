@@ -32,16 +32,16 @@ class InferenceConfig:
         return cls("whole", size, size, size, False, (1.0,))
 
 
-def _forward(model: nn.Module, x: torch.Tensor, flip: bool) -> torch.Tensor:
+def _forward(network: nn.Module, x: torch.Tensor, flip: bool) -> torch.Tensor:
     """(N, 3, h, w) normalised -> (N, K, h, w) logits (flip-averaged softmax when flip)."""
-    logits = model(x)["out"].float()
+    logits = network(x)["out"].float()
     if not flip:
         return logits
-    flipped = model(x.flip(-1))["out"].float().flip(-1)
+    flipped = network(x.flip(-1))["out"].float().flip(-1)
     return (logits.softmax(1) + flipped.softmax(1)) / 2
 
 
-def _slide(model: nn.Module, x: torch.Tensor, crop: tuple[int, int], stride: tuple[int, int], flip: bool,
+def _slide(network: nn.Module, x: torch.Tensor, crop: tuple[int, int], stride: tuple[int, int], flip: bool,
            num_classes: int) -> torch.Tensor:
     """Average overlapping windows (mmseg's slide inference); pads images smaller than the window."""
     n, _, h, w = x.shape
@@ -56,15 +56,15 @@ def _slide(model: nn.Module, x: torch.Tensor, crop: tuple[int, int], stride: tup
     count = x.new_zeros((1, 1, H, W))
     for y in rows:
         for x0 in cols:
-            total[:, :, y:y + crop[0], x0:x0 + crop[1]] += _forward(model, x[:, :, y:y + crop[0], x0:x0 + crop[1]], flip)
+            total[:, :, y:y + crop[0], x0:x0 + crop[1]] += _forward(network, x[:, :, y:y + crop[0], x0:x0 + crop[1]], flip)
             count[:, :, y:y + crop[0], x0:x0 + crop[1]] += 1
     return (total / count)[:, :, :h, :w]
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, config: InferenceConfig, num_classes: int,
+def predict(network: nn.Module, images: torch.Tensor, config: InferenceConfig, num_classes: int,
             autocast: torch.autocast | None = None) -> torch.Tensor:
-    """(N, 3, H, W) uint8 images on the model's device -> (N, H, W) uint8 trainIds at (H, W)."""
+    """(N, 3, H, W) uint8 images on the network's device -> (N, H, W) uint8 trainIds at (H, W)."""
     height, width = images.shape[-2:]
     x = normalize(images)
     if autocast is None:
@@ -78,9 +78,9 @@ def predict(model: nn.Module, images: torch.Tensor, config: InferenceConfig, num
         scaled = x if size == (height, width) else F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
         with autocast:
             if config.mode == "whole":
-                out = _forward(model, scaled, config.flip)
+                out = _forward(network, scaled, config.flip)
             else:
-                out = _slide(model, scaled, config.crop_size, config.stride, config.flip, num_classes)
+                out = _slide(network, scaled, config.crop_size, config.stride, config.flip, num_classes)
         out = F.interpolate(out.float(), size=(height, width), mode="bilinear", align_corners=False)
         if len(config.scales) > 1 and not config.flip:
             out = out.softmax(1)
