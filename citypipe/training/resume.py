@@ -11,6 +11,8 @@ import dataclasses
 import hashlib
 from pathlib import Path
 
+from torch import nn
+
 from citypipe.errors import CitypipeError
 from citypipe.models.checkpoint import load_checkpoint
 from citypipe.training.loop import TrainingSetup, TrainState

@@ -1,7 +1,6 @@
 """The train stage's work: assemble model, data, optimisation and outputs from the params sections, then fit."""
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
