@@ -20,15 +20,19 @@ from citypipe.runtime import pin_cpu_numerics
 @cache_option
 @click.option("--metrics", default="metrics/eval.json", show_default=True, help="Headline numbers and their intervals.")
 @click.option("--class-metrics", default="metrics/eval_classes.json", show_default=True, help="Per-class and per-category scores.")
-@click.option("--plots", default="plots/eval", show_default=True, help="Folder of class_iou.csv and confusion_matrix.csv.")
+@click.option("--plots", default="plots/eval", show_default=True,
+              help="Folder of the plot series (class IoU, confusion, trimap, instance recall) and per_image_counts.npy.")
+@click.option("--per-image", default="metrics/per_image.csv", show_default=True, help="Each frame's scores.")
 @reports_errors
-def main(params_path: str, checkpoint: str, cache: str, metrics: str, class_metrics: str, plots: str) -> None:
+def main(params_path: str, checkpoint: str, cache: str, metrics: str, class_metrics: str, plots: str,
+         per_image: str) -> None:
     p = load_params(params_path)
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
-    paths = EvaluatePaths(Path(cache), Path(checkpoint), Path(metrics), Path(class_metrics), Path(plots))
+    paths = EvaluatePaths(Path(cache), Path(checkpoint), Path(metrics), Path(class_metrics), Path(plots),
+                          Path(per_image))
     scores = evaluate_checkpoint(p.data, p.model, p.evaluate, p.device, paths)
     click.echo(f"evaluate: mIoU {scores['miou']:.4f} (95% CI {scores['miou_ci95_low']:.4f}-{scores['miou_ci95_high']:.4f})"
-               f"  pixel acc {scores['pixel_acc']:.4f}  iIoU {scores['iiou']:.4f}")
+               f"  pixel acc {scores['pixel_acc']:.4f}  iIoU {scores['iiou']:.4f}  boundary mIoU {scores['boundary_miou']:.4f}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""DVC stage `visualize`: panels and overlays of val frames, and the confusion-matrix figure."""
+"""DVC stage `visualize`: panels and overlays of val frames, the worst frames' panels, and the confusion-matrix figure."""
 from pathlib import Path
 
 import click
@@ -19,13 +19,16 @@ from citypipe.visualization.visualize import VisualizePaths, visualize_checkpoin
 @checkpoint_option
 @cache_option
 @click.option("--confusion", default="plots/eval/confusion_matrix.csv", show_default=True, help="evaluate's confusion matrix.")
+@click.option("--per-image", default="metrics/per_image.csv", show_default=True,
+              help="evaluate's per-image scores (the worst frames are drawn).")
 @click.option("--out", "out_dir", default="plots/samples", show_default=True)
 @click.option("--figures", default="plots/figures", show_default=True)
 @reports_errors
-def main(params_path, checkpoint, cache, confusion, out_dir, figures) -> None:
+def main(params_path, checkpoint, cache, confusion, per_image, out_dir, figures) -> None:
     p = load_params(params_path)
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
-    paths = VisualizePaths(Path(cache), Path(checkpoint), Path(confusion), Path(out_dir), Path(figures))
+    paths = VisualizePaths(Path(cache), Path(checkpoint), Path(confusion), Path(per_image), Path(out_dir),
+                           Path(figures))
     count = visualize_checkpoint(p.data, p.model, p.evaluate, p.visualize, p.device, paths)
     click.echo(f"visualize: {count} panels in {out_dir}, figures in {figures}")
 

@@ -16,14 +16,13 @@ from scipy import ndimage
 from citypipe.evaluation.analysis import FrameAnalysis
 from citypipe.evaluation.boundary import band_levels, boundary_distance, near_other_label
 from citypipe.evaluation.confusion import ConfusionMatrix
+from citypipe.evaluation.counts_file import counts_array, read_counts_array
 from citypipe.evaluation.instances import REFERENCE_PIXELS, SIZE_EDGES
 from citypipe.evaluation.per_image import (
     analysis_headline,
     analysis_tables,
-    counts_array,
     instance_recall_csv,
     per_image_csv,
-    read_counts_array,
     trimap_csv,
     write_analysis,
 )

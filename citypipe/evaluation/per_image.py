@@ -2,14 +2,10 @@
 metrics/per_image.csv, the DVC plot series, and the per-image counts artifact that `citypipe compare`
 and `visualize` read back (so neither predicts again).
 
-The artifact, plots/eval/per_image_counts.npy, is one structured numpy array, a row per scored frame in
-per_image.csv's order, with fields frame_id, confusion (K, K), boundary_intersection (K,) and
-boundary_union (K,). `np.save` writes a fixed header and the raw rows, so the same counts give the same
-bytes (np.savez would not: its zip entries carry the time of writing); `np.load` reads it without pickle.
+The artifact's format is citypipe/evaluation/counts_file.py's.
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +21,9 @@ from citypipe.evaluation.bootstrap import (
     resampled_sums,
 )
 from citypipe.evaluation.confusion import INSTANCE_CATEGORIES
+from citypipe.evaluation.counts_file import counts_array
 from citypipe.evaluation.instances import SIZE_EDGES, SIZE_LABELS
 from citypipe.labels import class_names
-
-COUNTS_FIELDS = ("frame_id", "confusion", "boundary_intersection", "boundary_union")
-
 
 def class_iou_table(intersection: np.ndarray, union: np.ndarray) -> dict[str, float]:
     return dict(zip(class_names(), iou_from_sums(intersection.astype(np.float64), union.astype(np.float64)).tolist()))
@@ -94,30 +88,6 @@ def instance_recall_csv(counts: AnalysisCounts) -> str:
     rows = ["size_bin,min_area_px,instances,found,recall"] + [
         f"{label},{edge},{t},{f},{_number(r)}" for label, edge, t, f, r in zip(SIZE_LABELS, SIZE_EDGES, total, found, recall)]
     return "\n".join(rows) + "\n"
-
-
-def counts_array(counts: AnalysisCounts) -> np.ndarray:
-    """The per-image artifact: a structured (N,) array with COUNTS_FIELDS."""
-    k = counts.confusion.shape[1] if counts.confusion.ndim == 3 else len(class_names())
-    width = max([1, *(len(f) for f in counts.frame_ids)])
-    dtype = np.dtype([("frame_id", f"<U{width}"), ("confusion", "<i8", (k, k)),
-                      ("boundary_intersection", "<i8", (k,)), ("boundary_union", "<i8", (k,))])
-    array = np.zeros(len(counts.frame_ids), dtype=dtype)
-    array["frame_id"] = counts.frame_ids
-    array["confusion"], array["boundary_intersection"] = counts.confusion, counts.boundary_intersection
-    array["boundary_union"] = counts.boundary_union
-    return array
-
-
-def read_counts_array(data: bytes, source: str) -> np.ndarray:
-    """Bytes of per_image_counts.npy -> the structured array; ValueError naming `source` when it is not one."""
-    try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise ValueError(f"{source}: not a .npy file ({error})") from None
-    if array.dtype.names is None or set(COUNTS_FIELDS) - set(array.dtype.names) or array.ndim != 1:
-        raise ValueError(f"{source}: expected a structured array with fields {', '.join(COUNTS_FIELDS)}")
-    return array
 
 
 def write_analysis(counts: AnalysisCounts, per_image: Path, plots: Path) -> None:
