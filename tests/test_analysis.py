@@ -296,3 +296,62 @@ def test_per_image_csv_has_every_class_column():
 def test_bad_trimap_widths_are_refused(widths):
     with pytest.raises(ValueError, match="trimap_widths"):
         FrameAnalysis("cpu", 0.005, widths)
+
+
+# ---------------------------------------------------------------- the evaluate and visualize stages' work
+
+def test_evaluate_writes_the_analysis_and_visualize_draws_the_worst_frames(synth_root, prepared, trained_checkpoint,
+                                                                            tmp_path):
+    """End to end on the fixture data: evaluate's files against the loops on its own exported predictions,
+    then visualize's worst-frame panels picked from per_image.csv."""
+    import json
+    from pathlib import Path
+
+    from PIL import Image
+
+    from citypipe.data import layout
+    from citypipe.data.layout import cache_path
+    from citypipe.evaluation.evaluate import EvaluatePaths, evaluate_checkpoint
+    from citypipe.params import load_params
+    from citypipe.submission.export import ExportPaths, export_submission
+    from citypipe.visualization.visualize import VisualizePaths, visualize_checkpoint
+
+    cache, _ = prepared
+    p = load_params(Path(__file__).resolve().parents[1] / "params.yaml", {
+        "data.root": str(synth_root), "device.type": "cpu", "evaluate.size": [64, 128], "evaluate.batch_size": 4,
+        "evaluate.workers": 0, "evaluate.bootstrap_resamples": 50, "evaluate.boundary_dilation_ratio": 0.02,
+        "export.split": "val", "visualize.num_samples": 1, "visualize.worst_frames": 2})
+    evaluate_checkpoint(p.data, p.model, p.evaluate, p.device, EvaluatePaths(
+        cache, trained_checkpoint, tmp_path / "eval.json", tmp_path / "eval_classes.json", tmp_path / "plots",
+        tmp_path / "per_image.csv"))
+    export_submission(p.data, p.model, p.evaluate, p.export, p.device,
+                      ExportPaths(trained_checkpoint, tmp_path / "submission", tmp_path / "submission.zip"))
+    lut = label_id_to_train_id_lut()
+    frames = []
+    for s in layout.find_samples(synth_root, "val"):  # the exported labelIds are evaluate's predictions
+        prediction = lut[np.asarray(Image.open(tmp_path / "submission" / f"{s.frame_id}_leftImg8bit.png"))]
+        label = np.asarray(Image.open(cache_path(cache, "val", s.frame_id)))
+        frames.append((s.frame_id, label, prediction, np.asarray(Image.open(s.instance_ids), dtype=np.int32)))
+    array = read_counts_array((tmp_path / "plots" / "per_image_counts.npy").read_bytes(), "npy")
+    assert list(array["frame_id"]) == [f[0] for f in frames]
+    d = boundary_distance(64, 128, 0.02)
+    for row, (_, label, prediction, _) in zip(array, frames):
+        np.testing.assert_array_equal(row["confusion"], reference_confusion(label, prediction, np.ones(label.shape, bool)))
+        inter, union = reference_boundary_counts(label, prediction, d)
+        np.testing.assert_array_equal(row["boundary_intersection"], inter)
+        np.testing.assert_array_equal(row["boundary_union"], union)
+    headline = json.loads((tmp_path / "eval.json").read_text())
+    inter, union = array["boundary_intersection"].sum(0), array["boundary_union"].sum(0)
+    assert headline["boundary_miou"] == pytest.approx(np.mean([i / u for i, u in zip(inter, union) if u > 0]), abs=1e-12)
+    tables = json.loads((tmp_path / "eval_classes.json").read_text())
+    found = sum(f for _, _, pred, inst in frames for _, _, f in reference_instances(inst, pred))
+    assert sum(tables["instance_count"]["all"].values()) == sum(len(reference_instances(i, p)) for _, _, p, i in frames)
+    recall_rows = list(csv.DictReader(open(tmp_path / "plots" / "instance_recall.csv")))
+    assert sum(int(r["found"]) for r in recall_rows) == found
+    rows = list(csv.DictReader(open(tmp_path / "per_image.csv")))
+    worst = sorted(rows, key=lambda r: float(r["miou"]))[:2]
+    visualize_checkpoint(p.data, p.model, p.evaluate, p.visualize, p.device, VisualizePaths(
+        cache, trained_checkpoint, tmp_path / "plots" / "confusion_matrix.csv", tmp_path / "per_image.csv",
+        tmp_path / "samples", tmp_path / "figures"))
+    drawn = sorted(path.name for path in (tmp_path / "samples").glob("worst*_panel.png"))
+    assert drawn == [f"worst{i}_{r['frame_id']}_panel.png" for i, r in enumerate(worst, 1)]

@@ -30,17 +30,19 @@ def instance_outcomes(instances: torch.Tensor, prediction: torch.Tensor, train_i
     """instances: (H, W) int instanceIds; prediction: (H, W) trainIds; train_id_of: (256,) labelId -> trainId LUT.
 
     Returns (trainId, area, found), each (I,), one entry per instance of an evaluated class."""
-    mask = instances >= 1000  # values below 1000 are labelIds of regions without instances
-    ids = instances[mask]
-    if ids.numel() == 0:
+    ids = instances.reshape(-1).long()  # (P,) values below 1000 are labelIds of regions without instances
+    if ids.numel() == 0 or int(ids.max()) < 1000:
         empty = torch.zeros(0, dtype=torch.int64, device=instances.device)
         return empty, empty, empty.bool()
-    unique, inverse = torch.unique(ids, return_inverse=True)  # (I,), (P,)
-    train_id = train_id_of[torch.div(unique, 1000, rounding_mode="floor").long()].long()
-    area = torch.bincount(inverse, minlength=len(unique))
-    correct = prediction[mask].long() == train_id[inverse]
-    hits = torch.bincount(inverse[correct], minlength=len(unique))  # pixels predicted as the instance's class
+    # ids are at most 33999 (labelId * 1000 + k): counting by id needs no sort, unlike torch.unique
+    size = int(ids.max()) + 1
+    area = torch.bincount(ids, minlength=size)  # (size,)
+    correct = prediction.reshape(-1).long() == train_id_of[torch.div(ids, 1000, rounding_mode="floor")]
+    hits = torch.bincount(ids[correct], minlength=size)  # pixels predicted as the id's class
+    unique = torch.nonzero(area[1000:]).squeeze(1) + 1000  # (I,) instance ids present
+    train_id = train_id_of[torch.div(unique, 1000, rounding_mode="floor")].long()
     keep = train_id != IGNORE_INDEX
+    area, hits = area[unique], hits[unique]
     return train_id[keep], area[keep], (2 * hits >= area)[keep]
 
 
