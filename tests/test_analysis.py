@@ -355,3 +355,20 @@ def test_evaluate_writes_the_analysis_and_visualize_draws_the_worst_frames(synth
         tmp_path / "samples", tmp_path / "figures"))
     drawn = sorted(path.name for path in (tmp_path / "samples").glob("worst*_panel.png"))
     assert drawn == [f"worst{i}_{r['frame_id']}_panel.png" for i, r in enumerate(worst, 1)]
+
+
+def test_worst_frames_are_the_lowest_miou_in_file_order_and_skip_unscored_ones(tmp_path):
+    from citypipe.errors import CitypipeError
+    from citypipe.visualization.visualize import read_per_image_scores, worst_frames
+
+    path = tmp_path / "per_image.csv"
+    path.write_text("frame_id,city,pixel_acc,miou,boundary_miou\na_0_0,a,0.9,0.5,0.1\nb_0_0,b,,,\n"
+                    "c_0_0,c,0.8,0.2,\nd_0_0,d,0.7,0.5,0.3\ne_0_0,e,0.1,0.1,0.0\n")
+    rows = read_per_image_scores(path)
+    assert [r["frame_id"] for r in worst_frames(rows, 3)] == ["e_0_0", "c_0_0", "a_0_0"]  # a before d: a tie
+    assert len(worst_frames(rows, 10)) == 4  # b has no scored pixel
+    with pytest.raises(CitypipeError, match="not found \\(run the evaluate stage first\\)"):
+        read_per_image_scores(tmp_path / "missing.csv")
+    (tmp_path / "other.csv").write_text("class,iou\nroad,0.9\n")
+    with pytest.raises(CitypipeError, match="not evaluate's per-image CSV"):
+        read_per_image_scores(tmp_path / "other.csv")
