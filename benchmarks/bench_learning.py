@@ -74,7 +74,8 @@ def main() -> None:
                          TrainPaths(cache, weights / "class.json", weights / "sample.json", out / "checkpoints",
                                     out / "dvclive", out / "train.log"))
             results[name] = evaluate_checkpoint(p.data, p.inference, p.evaluate, p.device, EvaluatePaths(
-                cache, out / "checkpoints", out / "eval.json", out / "eval_classes.json", out / "plots"))
+                cache, out / "checkpoints", out / "eval.json", out / "eval_classes.json", out / "plots",
+                out / "per_image.csv"))
     classes = list(next(iter(results.values()))["class_iou"])
     rows = [("val mIoU", *(f"{r['miou']:.3f}" for r in results.values()))]
     rows += [(c, *("n/a" if math.isnan(r["class_iou"][c]) else f"{r['class_iou'][c]:.3f}" for r in results.values()))

@@ -102,17 +102,25 @@ def infer(image, split, data_root, params_path, checkpoint, output, mode, size, 
 @click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=Path("."), help="The DVC project.")
 @click.option("--metrics", "eval_file", default="metrics/eval.json", show_default=True,
               help="The evaluate stage's metrics file (siblings like metrics/eval_classes.json are merged in).")
+@click.option("--per-image-counts", "counts_file", default="plots/eval/per_image_counts.npy", show_default=True,
+              help="evaluate's per-image counts, read at each experiment's revision for the paired bootstrap.")
+@click.option("--resamples", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Paired bootstrap resamples of the frames.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the paired bootstrap's draws.")
 @reports_errors
 def compare(baseline: str | None, markdown: bool, top_classes: int, all_branches: bool, repo: Path,
-            eval_file: str) -> None:
+            eval_file: str, counts_file: str, resamples: int, seed: int) -> None:
     """Compare the workspace, the baseline commit and its `dvc exp` experiments: params that differ,
-    mIoU / pixel accuracy / iIoU with the change from the baseline, and the classes that moved most."""
-    from citypipe.compare import collect_experiments, report
+    mIoU / pixel accuracy / iIoU / boundary mIoU with the change from the baseline, the classes that moved
+    most, each experiment's paired bootstrap change on the same frames (per-class with --md), and the
+    spread of experiments that differ only in train.seed."""
+    from citypipe.compare import collect_experiments, read_per_image_counts, report
 
-    experiments, head = collect_experiments(repo, all_branches, eval_file)
+    experiments, head, revs = collect_experiments(repo, all_branches, eval_file)
     if not experiments:
         raise CitypipeError(f"{repo}: no experiments with metrics (run `dvc exp run` first)")
-    click.echo(report(experiments, baseline or head, top_classes, markdown), nl=False)
+    counts = read_per_image_counts(repo, revs, counts_file)
+    click.echo(report(experiments, baseline or head, top_classes, markdown, counts, resamples, seed), nl=False)
 
 
 def profile_path(params_file: Path, name: str) -> Path:

@@ -231,9 +231,16 @@ class EvaluateParams(_Traced):
     split: Literal["val", "train"]
     bootstrap_resamples: int  # resamples of the images behind eval.json's 95% intervals
     bootstrap_seed: int
+    boundary_dilation_ratio: float  # Boundary IoU's band: d = max(1, round(ratio * image diagonal)) pixels
+    trimap_widths: tuple[int, ...]  # trimap mIoU: pixels within k px of a ground-truth class boundary, per k
 
     def __post_init__(self) -> None:
         _check_positive("evaluate", self, "bootstrap_resamples")
+        if not 0.0 < self.boundary_dilation_ratio < 1.0:
+            _fail("evaluate.boundary_dilation_ratio", "a value in (0, 1)", self.boundary_dilation_ratio)
+        widths = list(self.trimap_widths)
+        if not widths or widths[0] < 1 or widths != sorted(set(widths)) or len(widths) > 16:
+            _fail("evaluate.trimap_widths", "1 to 16 increasing pixel widths >= 1", widths)
 
 
 @dataclass(frozen=True)
@@ -242,9 +249,12 @@ class VisualizeParams(_Traced):
     seed: int
     ids: tuple[str, ...]  # explicit '{city}_{seq}_{frame}' ids; overrides num_samples
     alpha: float  # overlay opacity
+    worst_frames: int  # panels of the k frames with the lowest mIoU (metrics/per_image.csv); 0 = none
 
     def __post_init__(self) -> None:
         _check_positive("visualize", self, "num_samples")
+        if self.worst_frames < 0:
+            _fail("visualize.worst_frames", "a value >= 0", self.worst_frames)
         _check_range("visualize", self, "alpha", 0.0, 1.0)
 
 

@@ -65,6 +65,8 @@ def test_repro_then_noop_then_only_affected_stages(project):
     assert ran_stages(first) == {"synthesize", "prepare-labels", "train", "evaluate", "visualize", "export-submission"}
     assert (project / "metrics" / "eval.json").is_file() and (project / "submission" / "submission.zip").is_file()
     assert list((project / "plots" / "samples").glob("*_panel.png"))
+    assert (project / "metrics" / "per_image.csv").is_file() and (project / "plots" / "eval" / "per_image_counts.npy").is_file()
+    assert len(list((project / "plots" / "samples").glob("worst*_panel.png"))) == 4  # visualize.worst_frames
     assert "Data and pipelines are up to date" in run(project, "dvc", "repro")
     # identical work, identical bytes: every stage rerun by force leaves every hash in dvc.lock as it was
     lock = (project / "dvc.lock").read_text()

@@ -33,7 +33,8 @@ def fixture_params(synth_root, **overrides):
 def run_evaluate(synth_root, cache, checkpoint, out, **overrides) -> dict:
     p = fixture_params(synth_root, **overrides)
     return evaluate_checkpoint(p.data, p.inference, p.evaluate, p.device,
-                               EvaluatePaths(cache, checkpoint.parent, out / "eval.json", out / "eval_classes.json", out / "plots"))
+                               EvaluatePaths(cache, checkpoint.parent, out / "eval.json", out / "eval_classes.json",
+                                             out / "plots", out / "per_image.csv"))
 
 
 def _corrupt(train_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -97,7 +97,8 @@ class Bench:
         return self.stage("evaluate.py", "--params", self.params(**overrides), "--data-root", self.root(overrides),
                           "--checkpoints", str(checkpoint.parent),
                           "--cache", str(self.cache), "--metrics", str(self.out / "eval.json"),
-                          "--class-metrics", str(self.out / "eval_classes.json"), "--plots", str(self.out / "plots"))
+                          "--class-metrics", str(self.out / "eval_classes.json"), "--plots", str(self.out / "plots"),
+                          "--per-image", str(self.out / "per_image.csv"))
 
     def val_sample(self, index: int = 0) -> layout.Sample:
         return layout.find_samples(self.data(), "val")[index]
@@ -208,6 +209,12 @@ CASES = [  # every stage validates all of params.yaml; prepare-labels is the qui
     ("stride-beyond-window", lambda b: b.prepare(**{
         "inference.mode": "slide", "inference.crop_size": [64, 128], "inference.stride": [32, 192]}),
      "inference.stride: expected a value <= inference.crop_size [64, 128] on each axis"),
+    ("trimap-widths-unordered", lambda b: b.prepare(**{"evaluate.trimap_widths": [4, 2]}),
+     "evaluate.trimap_widths: expected 1 to 16 increasing pixel widths >= 1, got [4, 2]"),
+    ("boundary-ratio-zero", lambda b: b.prepare(**{"evaluate.boundary_dilation_ratio": 0}),
+     "evaluate.boundary_dilation_ratio: expected a value in (0, 1), got 0.0"),
+    ("worst-frames-negative", lambda b: b.prepare(**{"visualize.worst_frames": -1}),
+     "visualize.worst_frames: expected a value >= 0, got -1"),
     ("frame-copied-into-other-city", _copy_into_other_city, "_leftImg8bit.png: duplicate frame id aachen_"),
     ("frame-moved-into-other-city", _move_into_other_city,
      "_leftImg8bit.png: frame of city 'aachen' in the folder of city 'bochum'"),

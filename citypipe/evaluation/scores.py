@@ -9,43 +9,16 @@ from __future__ import annotations
 import numpy as np
 
 from citypipe.evaluation.confusion import INSTANCE_CATEGORIES, ConfusionMatrix
+from citypipe.evaluation.iou import (
+    class_iou_from_counts,
+    mean_of_defined,
+    pixel_accuracy_from_counts,
+)
 from citypipe.labels import class_names, evaluated_labels
 
 
 def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator) / float(denominator) if denominator else float("nan")
-
-
-def class_iou_from_counts(tp: np.ndarray, gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """(..., K) true positives, ground-truth and prediction counts -> (..., K) IoU, NaN where a class is
-    absent from both sides. Shared by the headline scores and the bootstrap's resamples."""
-    denominator = gt + pred - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, tp / np.where(denominator > 0, denominator, 1), np.nan)
-
-
-def mean_of_defined(values: np.ndarray) -> np.ndarray:
-    """(..., K) -> (...): the mean of the non-NaN values, NaN where there is none.
-
-    Summed class by class, in order, as cityscapesscripts' getScoreAverage does: a pairwise sum
-    (numpy's nanmean) can differ from it in the last bit.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    total = np.zeros(values.shape[:-1])
-    count = np.zeros(values.shape[:-1])
-    for k in range(values.shape[-1]):
-        defined = ~np.isnan(values[..., k])
-        total = total + np.where(defined, values[..., k], 0.0)
-        count = count + defined
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
-
-
-def pixel_accuracy_from_counts(tp: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """(..., K) counts -> (...) correct / evaluated pixels, NaN where nothing was evaluated."""
-    total = gt.sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, tp.sum(axis=-1) / np.where(total > 0, total, 1), np.nan)
 
 
 def _nanmean(values: list[float]) -> float:
