@@ -156,3 +156,25 @@ def test_saved_checkpoint_bytes_depend_only_on_the_state(tmp_path):
     reloaded = torch.load(tmp_path / "c" / "last.pt", weights_only=True)
     save_checkpoint(tmp_path / "d" / "last.pt", {**state, "history": [*reloaded["history"][:1], rows[1]]})
     assert (tmp_path / "c" / "last.pt").read_bytes() == (tmp_path / "d" / "last.pt").read_bytes()
+
+
+@pytest.mark.parametrize("stored, message", [
+    (None, r"model format 1, before the current 2 .*delete checkpoints/ and run `dvc repro train`"),  # no entry
+    (1, r"model format 1, before the current 2 .*retrain"),
+    (3, r"model format 3, newer than this citypipe's 2"),
+])
+def test_checkpoints_of_another_model_format_are_refused(tmp_path, stored, message):
+    """The old geometry has the same weight names and shapes: only the recorded format tells it apart."""
+    from citypipe.models.checkpoint import MODEL_FORMAT, load_model
+
+    config = ModelConfig("deeplabv3plus", "resnet18", 8, False)
+    state = {"model": build_model(config).state_dict(), "model_config": dict(config.__dict__)}
+    path = tmp_path / "old" / "best.pt"
+    save_checkpoint(path, state)
+    assert torch.load(path, weights_only=True)["model_format"] == MODEL_FORMAT == 2
+    load_model(path, config, torch.device("cpu"))  # the current format loads
+    torch.save(state if stored is None else {**state, "model_format": stored}, path)  # as an older/newer citypipe wrote it
+    for load in (lambda: load_checkpoint(path), lambda: load_model(path, config, torch.device("cpu"))):
+        with pytest.raises(CitypipeError, match=message) as error:
+            load()
+        assert str(error.value).startswith(f"{path}: ") and "\n" not in str(error.value)
