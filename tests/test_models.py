@@ -233,3 +233,23 @@ def test_torchvision_head_keeps_aspp_dropout_and_full_convs():
     assert [d.p for d in dropouts] == [0.5]
     assert all(c.groups == 1 for c in convs_of(model.head))
     assert model.head.aspp.project[0].out_channels == 256 and model.head.fuse[1][0].out_channels == 256
+
+
+def test_a_checkpoint_rebuilds_its_head_style_and_width(tmp_path):
+    """Inference builds the model from the checkpoint's config: the head's style and width travel with it."""
+    import dataclasses
+
+    from citypipe.models.checkpoint import load_model
+
+    torch.manual_seed(0)
+    config = ModelConfig("deeplabv3plus", "resnet18", 16, True, head_channels=32, head_style="mmseg")
+    model = build_model(config).eval()
+    path = tmp_path / "best.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "model_config": dataclasses.asdict(config)})
+    loaded = load_model(path, None, torch.device("cpu"))
+    assert loaded.config == config
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.equal(loaded(x)["out"], model(x)["out"])
+    with pytest.raises(CitypipeError, match="checkpoint has head_style='mmseg' but params ask for head_style='torchvision'"):
+        load_checkpoint(path, expected=dataclasses.replace(config, head_style="torchvision"))
