@@ -140,6 +140,11 @@ class ModelParams(_Traced):
     pretrained: Literal["none", "IMAGENET1K_V1", "IMAGENET1K_V2"]  # torchvision's ImageNet weights (V2: resnet50/101 only)
     weights_file: str  # a local backbone state dict (torchvision keys); "" = none
     aux_head: bool  # auxiliary FCN head on layer3
+    head_channels: int  # ASPP and decoder width: 256 (the DeepLabV3+ paper, torchvision) or 512 (mmseg)
+    head_style: Literal["torchvision", "mmseg"]  # fusion, dropout, separable convs and init (models/deeplab.py)
+
+    def __post_init__(self) -> None:
+        _check_positive("model", self, "head_channels")
 
 
 @dataclass(frozen=True)
@@ -152,7 +157,8 @@ class TrainParams(_Traced):
     crop_size: Size
     cat_max_ratio: float  # retry crops with < 2 classes or one class at this share or more (1.0 = off)
     flip_prob: float  # probability of a horizontal flip
-    photometric: bool
+    photometric: Literal["none", "simple", "mmseg"]  # simple: RGB jitter, one clip; mmseg: PhotoMetricDistortion (HSV, hue)
+    resize: Literal["antialias", "bilinear"]  # image filter of the random scale: PIL's antialiased, or cv2's INTER_LINEAR
     optimizer: Literal["sgd", "adamw"]
     lr: float
     momentum: float
@@ -171,6 +177,7 @@ class TrainParams(_Traced):
     ohem_thresh: float
     ohem_min_kept: int  # per image: a batch of N keeps at least N x this hardest pixels (mmseg)
     aux_weight: float
+    loss_average: Literal["valid", "all"]  # the loss's mean over non-ignored pixels, or over all (mmseg: ignored as 0)
     sampler: Literal["weighted", "uniform"]
     val_every: int
     val_size: Size  # validation predicts whole val images at this network input size (H, W)

@@ -14,6 +14,9 @@ def test_repo_params_load():
     assert params.train.crop_size == (128, 256)
     assert params.model.arch in ("deeplabv3", "deeplabv3plus")
     assert params.model.pretrained == "none"  # YAML reads the bare word none as a string, not null
+    # the demo keeps its own recipe where mmseg's differs (the profile takes mmseg's: test_profiles.py)
+    assert (params.model.head_channels, params.model.head_style) == (256, "torchvision")
+    assert (params.train.photometric, params.train.resize, params.train.loss_average) == ("simple", "antialias", "valid")
 
 
 def _write(tmp_path, mutate):
@@ -45,6 +48,12 @@ def _write(tmp_path, mutate):
     (lambda r: r["train"].update(lr=float("nan")), "train.lr: expected a finite number, got nan"),
     (lambda r: r["train"].update(momentum=float("inf")), "train.momentum: expected a finite number, got inf"),
     (lambda r: r["train"].update(scale_range=[0.5, float("-inf")]), "train.scale_range[1]: expected a finite number"),
+    (lambda r: r["model"].update(head_channels=0), "model.head_channels: expected a value > 0, got 0"),
+    (lambda r: r["model"].update(head_style="deeplab"), "model.head_style: expected one of 'torchvision', 'mmseg'"),
+    (lambda r: r["train"].update(photometric=True), "train.photometric: expected one of 'none', 'simple', 'mmseg', got True"),
+    (lambda r: r["train"].update(resize="nearest"), "train.resize: expected one of 'antialias', 'bilinear'"),
+    (lambda r: r["train"].update(loss_average="mean"), "train.loss_average: expected one of 'valid', 'all'"),
+    (lambda r: r["train"].pop("loss_average"), "missing key train.loss_average"),
     (lambda r: r["inference"].update(mode="slide", crop_size=[64, 128], stride=[64, 129]),
      "inference.stride: expected a value <= inference.crop_size [64, 128] on each axis"),
 ])

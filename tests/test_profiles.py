@@ -19,6 +19,9 @@ def test_cityscapes_profile_gives_valid_params_with_the_full_recipe():
     assert (params.model.backbone, params.model.output_stride, params.model.pretrained) == ("resnet50", 8, "IMAGENET1K_V1")
     assert params.train.crop_size == (512, 1024) and params.train.lr == 0.01 and params.train.min_lr == 1e-4
     assert "train.lr: 0.02 -> 0.01" in changes
+    # mmseg's deeplabv3plus_r50b-d8 where the demo differs: its head, loss averaging, resize filter, distortion
+    assert (params.model.head_channels, params.model.head_style) == (512, "mmseg")
+    assert (params.train.photometric, params.train.resize, params.train.loss_average) == ("mmseg", "bilinear", "all")
     assert apply_profile(text, read_profile(REPO / "profiles" / "cityscapes.yaml"))[1] == []  # idempotent
 
 

@@ -2,7 +2,8 @@
 (model, its config and params): saved atomically, loaded safely.
 
 Everything is a tensor or a plain Python value, so loading uses weights_only=True and never runs
-pickled code. Loading checks the architecture and the number of classes and says what differs.
+pickled code. Loading checks the model format, the architecture and the number of classes and says
+what differs.
 """
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ import torch
 from citypipe.atomic import atomic_path
 from citypipe.errors import CitypipeError, first_line
 from citypipe.models.deeplab import DeepLab, ModelConfig, build_model
+
+# What the weights mean, beyond the names and shapes a state dict shows. 1 (no entry): every 3x3 conv of a
+# dilated stage at the full rate; 2: contracted dilation (a dilated stage's first block keeps the previous
+# rate) and model_config with head_channels / head_style. Same shapes, other network: never load across.
+MODEL_FORMAT = 2
 
 
 def canonical(value: Any) -> Any:
@@ -36,7 +42,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Identical states give identical bytes (DVC hashes checkpoints): canonical containers, and a file
     object, because given a path torch.save names the zip's inner folder after the random temporary file."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        torch.save(canonical(state), handle)
+        torch.save(canonical({**state, "model_format": MODEL_FORMAT}), handle)
 
 
 def load_checkpoint(path: str | Path, expected: ModelConfig | None = None) -> dict[str, Any]:
@@ -49,9 +55,20 @@ def load_checkpoint(path: str | Path, expected: ModelConfig | None = None) -> di
         raise CitypipeError(f"{path}: cannot load checkpoint ({first_line(error)})") from None
     if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
         raise CitypipeError(f"{path}: not a citypipe checkpoint (no model_config/model entries)")
+    check_format(path, state.get("model_format", 1))
     if expected is not None:
         check_config(path, state["model_config"], expected)
     return state
+
+
+def check_format(path: Path, found: Any) -> None:
+    if found == MODEL_FORMAT:
+        return
+    if isinstance(found, int) and not isinstance(found, bool) and found > MODEL_FORMAT:
+        raise CitypipeError(f"{path}: checkpoint of model format {found}, newer than this citypipe's {MODEL_FORMAT} "
+                            "(update citypipe to use it)")
+    raise CitypipeError(f"{path}: checkpoint of model format {found!r}, before the current {MODEL_FORMAT} (dilated "
+                        "stages changed geometry): retrain it, e.g. delete checkpoints/ and run `dvc repro train`")
 
 
 def check_config(path: Path, stored: dict[str, Any], expected: ModelConfig) -> None:

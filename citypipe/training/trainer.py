@@ -77,7 +77,7 @@ def make_loaders(data: DataParams, train: TrainParams, paths: TrainPaths, runtim
                  dist_info: DistInfo) -> Loaders:
     samples = layout.find_samples(data.root, "train", data.cities)
     transform = TrainTransform(train.base_size, train.scale_range, train.crop_size, train.flip_prob, train.photometric,
-                               train.cat_max_ratio)
+                               train.cat_max_ratio, train.resize)
     weights = None
     if train.sampler == "weighted":
         weights = read_weights(paths.sample_weights, [s.frame_id for s in samples], "sample weights")
@@ -112,7 +112,7 @@ def build_setup(model: nn.Module, train: TrainParams, device: DeviceParams, path
     train_loader, sampler = loaders.train, loaders.sampler
     class_weights = read_weights(paths.class_weights, class_names(), "class weights") if train.class_weights else None
     criterion = SegmentationLoss(class_weights, train.ohem, train.ohem_thresh, train.ohem_min_kept,
-                                 train.aux_weight).to(runtime.device)
+                                 train.aux_weight, train.loss_average).to(runtime.device)
     optimizer = build_optimizer(model, train.optimizer, train.lr, train.momentum, train.nesterov, train.weight_decay,
                                 train.backbone_lr_mult, train.head_lr_mult)
     total_iters = train.epochs * (len(train_loader) // train.grad_accum_steps)
