@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 import check_plots_render  # noqa: E402
 
+pytestmark = pytest.mark.slow  # dvc repro of a small demo in a temporary repository, several times
+
 SMALL = {
     "synthesize": {"height": 64, "width": 128, "train_images": 8, "val_images": 4, "test_images": 2, "workers": 1},
     "prepare": {"workers": 1},
