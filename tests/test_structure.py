@@ -22,7 +22,7 @@ FLOORS = {
     "synth": 3, "prepare": 3, "models": 3, "runtime": 3,
     "prediction": 4,
     "evaluation": 5, "visualization": 5, "submission": 5,
-    "training": 6,
+    "training": 6, "robustness": 6,
     "command_line": 7, "profiles": 7, "compare": 7,
     "infer": 6,
     "cli": 8,
