@@ -2,6 +2,7 @@
 number of DataLoader workers."""
 from __future__ import annotations
 
+import math
 import typing
 from pathlib import Path
 
@@ -100,3 +101,67 @@ def test_bad_robustness_params_name_the_key(change, message):
     base = dict(corruptions=("fog",), severities=(1,), noise_severities=(1,), seed=0, frames=0, batch_size=1, workers=0)
     with pytest.raises(CitypipeError, match=message):
         RobustnessParams(**{**base, **{k: tuple(v) if isinstance(v, list) else v for k, v in change.items()}})
+
+
+@pytest.fixture
+def untrained_checkpoint(tmp_path) -> Path:
+    """What infer draws is not under test here: an untrained ResNet-18 DeepLabV3+ will do."""
+    import dataclasses
+
+    from citypipe.models.checkpoint import save_checkpoint
+    from citypipe.models.deeplab import ModelConfig, build_model
+
+    config = ModelConfig("deeplabv3plus", "resnet18", 16, False)
+    path = tmp_path / "ckpt" / "best.pt"
+    save_checkpoint(path, {"model_config": dataclasses.asdict(config), "model": build_model(config).state_dict()})
+    return path
+
+
+def test_infer_corrupt_shows_the_stages_pixels(synth_root, untrained_checkpoint, tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from citypipe.cli import main
+
+    sample = layout.find_samples(synth_root, "val")[0]
+    out = tmp_path / "fog.png"
+    result = CliRunner().invoke(main, ["infer", str(sample.image), "--checkpoint", str(untrained_checkpoint),
+                                       "--output", str(out), "--device", "cpu", "--corrupt", "fog:3",
+                                       "--corrupt-seed", "4"])
+    assert result.exit_code == 0, result.output
+    shown = np.array(Image.open(tmp_path / "fog_corrupted.png"))
+    clean = np.array(Image.open(sample.image).convert("RGB"))
+    assert np.array_equal(shown, corrupt(clean, "fog", 3, 4, sample.frame_id))
+    assert out.is_file()
+
+
+@pytest.mark.parametrize("spec", ["fog", "haze:2", "fog:9"])
+def test_infer_corrupt_rejects_a_bad_spec_in_one_line(spec, synth_root, untrained_checkpoint, tmp_path):
+    from click.testing import CliRunner
+
+    from citypipe.cli import main
+
+    sample = layout.find_samples(synth_root, "val")[0]
+    result = CliRunner().invoke(main, ["infer", str(sample.image), "--checkpoint", str(untrained_checkpoint),
+                                       "--output", str(tmp_path / "x.png"), "--corrupt", spec])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1 and "--corrupt" in result.output
+
+
+def test_compare_shows_the_robustness_summary_beside_miou():
+    from citypipe.compare import experiments_from_exp_show, headline_table
+
+    def entry(rev, miou, robustness=None):
+        metrics = {"metrics/eval.json": {"data": {"miou": miou}}}
+        if robustness:
+            metrics["metrics/robustness.json"] = {"data": robustness}
+        return {"rev": rev, "name": rev, "error": None,
+                "data": {"rev": rev, "params": {"params.yaml": {"data": {"train": {"lr": miou}}}}, "metrics": metrics}}
+
+    experiments, _ = experiments_from_exp_show([
+        entry("main", 0.5, {"miou_clean": 0.5, "miou_corrupted": 0.3, "ratio": 0.6, "corruptions": {}}),
+        entry("other", 0.6, {"miou_clean": 0.6, "miou_corrupted": 0.45, "ratio": 0.75}), entry("old", 0.4)])
+    table = headline_table(experiments, "main")
+    assert table.loc["other", "miou_corrupted"] == 0.45 and table.loc["other", "Δmiou_corrupted"] == pytest.approx(0.15)
+    assert table.loc["other", "robustness_ratio"] == 0.75 and math.isnan(table.loc["old", "robustness_ratio"])
+    plain = headline_table({n: e for n, e in experiments.items() if n == "old"}, "old")
+    assert "miou_corrupted" not in plain.columns  # no robustness run anywhere: no columns
