@@ -25,6 +25,8 @@ SMALL = {
     "inference": {"size": [64, 128], "workers": 0},
     "visualize": {"num_samples": 2},
     "device": {"type": "cpu"},
+    "robustness": {"corruptions": ["fog", "gaussian_noise"], "severities": [2], "noise_severities": [1], "frames": 2,
+                   "workers": 0},
 }
 
 
@@ -62,8 +64,10 @@ def project(tmp_path_factory) -> Path:
 def test_repro_then_noop_then_only_affected_stages(project):
     # every stage process records the params keys its code reads (citypipe/params.py), for the next test
     first = run(project, "dvc", "repro", env={"CITYPIPE_PARAMS_TRACE": str(project.parent / "params_read")})
-    assert ran_stages(first) == {"synthesize", "prepare-labels", "train", "evaluate", "visualize", "export-submission"}
+    assert ran_stages(first) == {"synthesize", "prepare-labels", "train", "evaluate", "visualize", "export-submission",
+                                 "robustness"}
     assert (project / "metrics" / "eval.json").is_file() and (project / "submission" / "submission.zip").is_file()
+    assert (project / "metrics" / "robustness.json").is_file()
     assert list((project / "plots" / "samples").glob("*_panel.png"))
     assert "Data and pipelines are up to date" in run(project, "dvc", "repro")
     # identical work, identical bytes: every stage rerun by force leaves every hash in dvc.lock as it was

@@ -63,26 +63,26 @@ def correlate_2d_symmetric(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return out
 
 
-def edge_index(n: int, shift: int) -> np.ndarray:
-    """Indices of an axis shifted by `shift` with the border value repeated (np.roll, then the vacated cells filled
-    from the nearest kept one): out[i] = in[clip(i - shift)]."""
-    return np.clip(np.arange(n) - shift, 0, n - 1)
-
-
 def motion_blur_layer(x: np.ndarray, radius: int, sigma: float, angle: float) -> np.ndarray:
     """(H, W[, C]) -> float64: ImageNet-C's motion blur, a one-sided Gaussian of 2r+1 taps along `angle` (degrees),
-    each tap the image shifted by whole pixels with its border repeated."""
+    each tap the image shifted by whole pixels with its border repeated (slices of one edge-padded copy)."""
     width = 2 * radius + 1
     weights = stable([math.exp(-i * i / (2 * sigma * sigma)) for i in range(width)])
     point = (width * math.sin(math.radians(angle)), width * math.cos(math.radians(angle)))
     hypot = math.hypot(*point)
-    out = np.zeros(x.shape)
+    shifts = []
     for i in range(width):
         dy = -math.ceil(i * point[0] / hypot - 0.5)
         dx = -math.ceil(i * point[1] / hypot - 0.5)
         if abs(dy) >= x.shape[0] or abs(dx) >= x.shape[1]:
             break  # the streak left the image
-        out += weights[i] * x[edge_index(x.shape[0], dy)][:, edge_index(x.shape[1], dx)]
+        shifts.append((dy, dx))
+    pad = max(max(abs(dy), abs(dx)) for dy, dx in shifts)
+    h, w = x.shape[:2]
+    padded = np.pad(x.astype(np.float64), [(pad, pad), (pad, pad)] + [(0, 0)] * (x.ndim - 2), mode="edge")
+    out = np.zeros(x.shape)
+    for i, (dy, dx) in enumerate(shifts):
+        out += weights[i] * padded[pad - dy:pad - dy + h, pad - dx:pad - dx + w]  # out[y] = x[clip(y - dy)]
     return out
 
 
