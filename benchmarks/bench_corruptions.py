@@ -17,7 +17,7 @@ import torch
 
 from citypipe.models.deeplab import ModelConfig, build_model
 from citypipe.prediction.inference import InferenceConfig, predict
-from citypipe.robustness.corruptions import CORRUPTIONS, corrupt
+from citypipe.corruptions.corrupt import CORRUPTIONS, corrupt
 from citypipe.runtime import make_runtime
 
 

@@ -261,7 +261,7 @@ NOISES = ("gaussian_noise", "impulse_noise", "shot_noise", "speckle_noise")
 
 
 @dataclass(frozen=True)
-class RobustnessParams:
+class RobustnessParams(_Traced):
     corruptions: tuple[CorruptionName, ...]
     severities: tuple[int, ...]  # of every corruption but the noises, each in 1..5
     noise_severities: tuple[int, ...]  # of the four noises (Kamann & Rother: 1..3)

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import Dataset
 
 from citypipe.data.dataset import EvalFrames
-from citypipe.robustness.corruptions import corrupt
+from citypipe.corruptions.corrupt import corrupt
 
 CLEAN = ("clean", 0)  # the set of uncorrupted frames, scored in the same run
 

@@ -14,9 +14,9 @@ from citypipe.data.dataset import EvalFrames
 from citypipe.errors import CitypipeError
 from citypipe.evaluation.confusion import ConfusionMatrix
 from citypipe.evaluation.scores import compute_scores
-from citypipe.params import DataParams, DeviceParams, EvaluateParams, ModelParams, RobustnessParams
-from citypipe.prediction.predictor import Predictor
-from citypipe.robustness.corruptions import CORRUPTIONS
+from citypipe.params import DataParams, DeviceParams, InferenceParams, RobustnessParams
+from citypipe.prediction.predictor import Predictor, checkpoint_file
+from citypipe.corruptions.corrupt import CORRUPTIONS
 from citypipe.robustness.dataset import CLEAN, CorruptedFrames, spread_frames
 from citypipe.runtime import runtime_for
 
@@ -26,7 +26,7 @@ FAMILIES = ("blur", "noise", "digital", "weather")
 @dataclass(frozen=True)
 class RobustnessPaths:
     cache: Path  # prepare-labels' trainId cache
-    checkpoint: Path
+    checkpoints: Path  # the train stage's folder: best.pt or last.pt as inference.checkpoint says
     metrics: Path  # metrics/robustness.json
     curves: Path  # plots/robustness/miou_by_severity.csv
 
@@ -72,19 +72,20 @@ def curves_csv(scores: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-def robustness_checkpoint(data: DataParams, model: ModelParams, inference: EvaluateParams,
-                          robustness: RobustnessParams, device: DeviceParams, paths: RobustnessPaths) -> dict:
+def robustness_checkpoint(data: DataParams, inference: InferenceParams, robustness: RobustnessParams,
+                          device: DeviceParams, paths: RobustnessPaths) -> dict:
     """The robustness stage: score the checkpoint on val frames, clean and corrupted; write the metrics and curves."""
     samples = layout.find_samples(data.root, "val", data.cities)
     if not any(s.label_ids.is_file() for s in samples):
         raise CitypipeError(f"{data.root}: the val split has no labels to score robustness against")
     samples = [samples[i] for i in spread_frames(len(samples), robustness.frames)]
     runtime = runtime_for(device)
-    predictor = Predictor.from_checkpoint(paths.checkpoint, model, inference, runtime)  # issue 20: (checkpoint, inference, runtime)
+    predictor = Predictor.from_checkpoint(checkpoint_file(paths.checkpoints, inference), inference, runtime)
     sets = corruption_sets(robustness)
     dataset = CorruptedFrames(EvalFrames(samples, paths.cache), sets, robustness.seed)
+    # its own generator, as frame_loader's: the workers' base seed must not draw from the global torch stream
     loader = DataLoader(dataset, batch_size=robustness.batch_size, num_workers=robustness.workers,
-                        pin_memory=runtime.device.type == "cuda")
+                        pin_memory=runtime.device.type == "cuda", generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         scores = summary(sets, score_sets(predictor, loader, len(sets)), len(samples))
     write_json(paths.metrics, scores)

@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 
 from citypipe.errors import CitypipeError
-from citypipe.robustness import blur, digital, noise, weather
+from citypipe.corruptions import blur, digital, noise, weather
 
 Corruption = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from citypipe.robustness.filters import to_uint8
+from citypipe.corruptions.filters import to_uint8
 
 GAUSSIAN_SIGMA = (0.08, 0.12, 0.18, 0.26, 0.38)  # std of additive noise on [0, 1] pixels
 SHOT_PHOTONS = (60, 25, 12, 5, 3)  # Poisson rate per unit intensity (fewer photons, more noise)

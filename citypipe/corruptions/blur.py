@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from citypipe.robustness.filters import (
+from citypipe.corruptions.filters import (
     correlate_2d_symmetric,
     correlate_axis,
     gaussian_filter,

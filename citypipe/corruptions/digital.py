@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from citypipe.robustness.filters import to_uint8
+from citypipe.corruptions.filters import to_uint8
 
 BRIGHTNESS_SHIFT = (0.1, 0.2, 0.3, 0.4, 0.5)  # added to HSV value
 CONTRAST_FACTOR = (0.4, 0.3, 0.2, 0.1, 0.05)  # distance from the per-channel mean kept

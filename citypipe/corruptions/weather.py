@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image
 
 from citypipe.errors import CitypipeError
-from citypipe.robustness.canny import water_distance
-from citypipe.robustness.filters import gaussian_filter, motion_blur_layer, to_uint8
+from citypipe.corruptions.canny import water_distance
+from citypipe.corruptions.filters import gaussian_filter, motion_blur_layer, to_uint8
 
 # (mean, std of the flake field, zoom, threshold, streak radius, streak sigma, share of the image kept)
 SNOW = ((0.1, 0.3, 3, 0.5, 10, 4, 0.8), (0.2, 0.3, 2, 0.5, 12, 4, 0.7), (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
