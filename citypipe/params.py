@@ -283,7 +283,8 @@ class RobustnessParams(_Traced):
                 _fail(f"robustness.{name}", "a value >= 0", getattr(self, name))
 
     def severities_of(self, corruption: str) -> tuple[int, ...]:
-        return self.noise_severities if corruption in NOISES else self.severities
+        noise, other = self.noise_severities, self.severities  # both read: the stage depends on both keys
+        return noise if corruption in NOISES else other
 
 
 @dataclass(frozen=True)

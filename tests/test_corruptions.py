@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from citypipe.robustness import blur, digital, noise, weather
-from citypipe.robustness.canny import equalize_hist
-from citypipe.robustness.corruptions import CORRUPTIONS, corrupt, corruption_rng, parse_corruption
+from citypipe.corruptions import blur, digital, noise, weather
+from citypipe.corruptions.canny import equalize_hist
+from citypipe.corruptions.corrupt import CORRUPTIONS, corrupt, corruption_rng, parse_corruption
 from citypipe.errors import CitypipeError
 
 

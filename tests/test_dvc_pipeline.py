@@ -129,8 +129,9 @@ def test_changing_any_inference_key_reruns_the_predicting_stages_and_never_train
             assert changed["inference"][key] != value
             changed["inference"][key] = value
             params_file.write_text(yaml.safe_dump(changed, sort_keys=False))
-            one_at_a_time = {"visualize"} if key in ("batch_size", "workers") else set()  # panels: one frame each
-            assert stale_stages(project) == {"evaluate", "visualize", "export-submission"} - one_at_a_time, key
+            # visualize's panels take one frame each; robustness has its own loader keys (robustness.batch_size, workers)
+            own_loader = {"visualize", "robustness"} if key in ("batch_size", "workers") else set()
+            assert stale_stages(project) == {"evaluate", "visualize", "export-submission", "robustness"} - own_loader, key
     finally:
         params_file.write_text(original)
     assert stale_stages(project) == set()
@@ -138,7 +139,7 @@ def test_changing_any_inference_key_reruns_the_predicting_stages_and_never_train
 
 def test_an_experiment_with_multi_scale_testing_does_not_retrain(project):
     output = run(project, "dvc", "exp", "run", "-S", "inference.scales=[0.75,1.0,1.25]")
-    assert ran_stages(output) == {"evaluate", "visualize", "export-submission"}
+    assert ran_stages(output) == {"evaluate", "visualize", "export-submission", "robustness"}
     assert "train" not in ran_stages(output)
 
 

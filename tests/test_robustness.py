@@ -14,8 +14,8 @@ from citypipe.data.dataset import EvalFrames
 from citypipe.evaluation.evaluate import evaluate
 from citypipe.evaluation.scores import compute_scores
 from citypipe.params import CorruptionName, RobustnessParams, load_params
-from citypipe.prediction.predictor import Predictor, frame_loader
-from citypipe.robustness.corruptions import CORRUPTIONS, corrupt
+from citypipe.prediction.predictor import Predictor, checkpoint_file, frame_loader
+from citypipe.corruptions.corrupt import CORRUPTIONS, corrupt
 from citypipe.robustness.dataset import CLEAN, CorruptedFrames, spread_frames
 from citypipe.robustness.evaluate import RobustnessPaths, corruption_sets, curves_csv, robustness_checkpoint, summary
 from citypipe.runtime import runtime_for
@@ -29,7 +29,7 @@ def test_params_know_exactly_the_corruptions_the_package_defines():
 
 def params(synth_root: Path, **overrides):
     return load_params(REPO / "params.yaml", {
-        "data.root": str(synth_root), "device.type": "cpu", "evaluate.size": [64, 128],
+        "data.root": str(synth_root), "device.type": "cpu", "inference.size": [64, 128],
         "robustness.corruptions": ["fog", "gaussian_noise", "motion_blur"], "robustness.severities": [2, 5],
         "robustness.noise_severities": [3], "robustness.frames": 4, "robustness.batch_size": 3, **overrides})
 
@@ -74,8 +74,8 @@ def test_stage_bytes_do_not_depend_on_workers_and_clean_is_evaluates_miou(synth_
     for workers in (0, 2):
         p = params(synth_root, **{"robustness.workers": workers})
         out = tmp_path / f"w{workers}"
-        paths = RobustnessPaths(prepared[0], trained_checkpoint, out / "robustness.json", out / "curves.csv")
-        scores = robustness_checkpoint(p.data, p.model, p.evaluate, p.robustness, p.device, paths)
+        paths = RobustnessPaths(prepared[0], trained_checkpoint.parent, out / "robustness.json", out / "curves.csv")
+        scores = robustness_checkpoint(p.data, p.inference, p.robustness, p.device, paths)
         written[workers] = (paths.metrics.read_bytes(), paths.curves.read_bytes())
     assert written[0] == written[2]
     assert set(scores["corruptions"]) == {"fog", "gaussian_noise", "motion_blur"}
@@ -84,7 +84,7 @@ def test_stage_bytes_do_not_depend_on_workers_and_clean_is_evaluates_miou(synth_
     # the clean set scores what evaluate scores on the same frames
     samples = [layout.find_samples(synth_root, "val")[i] for i in spread_frames(6, 4)]
     runtime = runtime_for(p.device)
-    predictor = Predictor.from_checkpoint(trained_checkpoint, p.model, p.evaluate, runtime)
+    predictor = Predictor.from_checkpoint(checkpoint_file(trained_checkpoint.parent, p.inference), p.inference, runtime)
     cm = evaluate(predictor, frame_loader(samples, prepared[0], 2, 0, runtime), show_progress=False)
     assert scores["miou_clean"] == pytest.approx(compute_scores(cm)["miou"], abs=1e-12)
     assert 0 < scores["miou_corrupted"] and scores["corruptions"]["gaussian_noise"]["mean_miou"] != scores["miou_clean"]
