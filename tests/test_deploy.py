@@ -1,9 +1,10 @@
 """The ONNX deployment: numpy resizing against torch, the torch-free import, parity of the exported
 graph and of every inference mode with PyTorch, evaluation through onnxruntime, int8, bad input.
 
-Tolerances (measured on the 2-epoch test model at 64x128, CPU, see the README's Deploy section):
-graph logits within 1e-4 of PyTorch's (measured ~2e-6); whole-mode argmax identical on >= 99.99%
-of pixels; modes that resize the image (which the runtime rounds to uint8) on >= 99% of pixels.
+Tolerances, from a measurement on a DeepLabV3+ R-18 trained 3 epochs at 64x128 (logits up to 30),
+12 val frames, CPU (README "Deploy"): graph logits within 1e-4 of PyTorch's (measured 9.5e-6);
+whole, flip and slide: argmax identical on >= 99.99% of pixels (measured: all); modes that resize
+the image, which the runtime rounds to uint8 before the graph: >= 99.9% (measured 99.975-99.989%).
 """
 from __future__ import annotations
 
@@ -124,9 +125,9 @@ MODES = {
     "whole-flip": (("whole", (64, 128), (64, 128), (64, 128), True, (1.0,)), 0.9999),
     "slide": (("slide", (64, 128), (48, 64), (32, 48), False, (1.0,)), 0.9999),
     "slide-flip": (("slide", (64, 128), (48, 64), (32, 48), True, (1.0,)), 0.9999),
-    "whole-resized": (("whole", (48, 96), (64, 128), (64, 128), False, (1.0,)), 0.99),
-    "multi-scale": (("whole", (64, 128), (64, 128), (64, 128), False, (0.75, 1.0, 1.5)), 0.99),
-    "slide-multi-scale-flip": (("slide", (64, 128), (48, 64), (32, 48), True, (0.75, 1.25)), 0.99),
+    "whole-resized": (("whole", (48, 96), (64, 128), (64, 128), False, (1.0,)), 0.999),
+    "multi-scale": (("whole", (64, 128), (64, 128), (64, 128), False, (0.75, 1.0, 1.5)), 0.999),
+    "slide-multi-scale-flip": (("slide", (64, 128), (48, 64), (32, 48), True, (0.75, 1.25)), 0.999),
 }
 
 

@@ -57,7 +57,8 @@ def project(tmp_path_factory) -> Path:
 
 def test_repro_then_noop_then_only_affected_stages(project):
     first = run(project, "dvc", "repro")
-    assert ran_stages(first) == {"synthesize", "prepare-labels", "train", "evaluate", "visualize", "export-submission"}
+    assert ran_stages(first) == {"synthesize", "prepare-labels", "train", "evaluate", "visualize", "export-submission",
+                                 "export-onnx", "quantize-onnx"}
     assert (project / "metrics" / "eval.json").is_file() and (project / "submission" / "submission.zip").is_file()
     assert list((project / "plots" / "samples").glob("*_panel.png"))
     assert "Data and pipelines are up to date" in run(project, "dvc", "repro")
