@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,16 @@ def _timings(run, repeats: int) -> dict:
         seconds.append(time.perf_counter() - start)
     ordered = sorted(seconds)
     return {"median_s": statistics.median(seconds), "p90_s": ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))],
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mib": _peak_rss_mib()}
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory. Not getrusage's ru_maxrss: Linux carries that over exec from
+    the parent (the driver, with its exported models), whereas VmHWM starts afresh with the new program."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def child(engine: str, source: str, size: tuple[int, int], threads: int, repeats: int) -> dict:
