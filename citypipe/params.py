@@ -225,6 +225,8 @@ class DeployParams:
     def __post_init__(self) -> None:
         _check_positive("deploy", self, "check_frames", "logits_atol", "calibration_frames")
         _check_range("deploy", self, "opset", 13, 21)
+        if self.exporter == "dynamo" and self.opset < 18:  # torch.export's exporter writes opset 18 and up
+            _fail("deploy.opset", "18 or more with deploy.exporter: dynamo", self.opset)
 
 
 @dataclass(frozen=True)

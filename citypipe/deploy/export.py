@@ -55,7 +55,8 @@ def model_metadata(config: ModelConfig, checkpoint: Path, input_size: Size, depl
     return {
         "format": "citypipe-onnx/1",
         "input": {"name": "image", "dtype": "uint8", "layout": "NCHW, RGB", "normalization": "inside the graph",
-                  "mean": [m * 255 for m in IMAGENET_MEAN], "std": [s * 255 for s in IMAGENET_STD]},
+                  "mean": [round(m * 255, 6) for m in IMAGENET_MEAN],
+                  "std": [round(s * 255, 6) for s in IMAGENET_STD]},
         "output": {"name": "logits", "dtype": "float32", "shape": ["N", config.num_classes, "H", "W"]},
         "input_size": list(input_size),  # (H, W) the network was set to predict at (whole mode)
         "class_names": class_names(),
