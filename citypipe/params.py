@@ -305,6 +305,23 @@ class RobustnessParams(_Traced):
 
 
 @dataclass(frozen=True)
+class DeployParams:
+    exporter: Literal["torchscript", "dynamo"]  # torch.onnx.export's TorchScript (legacy) or torch.export path
+    opset: int
+    check_frames: int  # val frames on which export-onnx compares onnxruntime's logits with PyTorch's
+    logits_atol: float  # export-onnx fails when any logit differs by more than this
+    calibration_frames: int  # int8: training frames (evenly spaced over the split) that calibrate activations
+    calibration_method: Literal["minmax", "entropy", "percentile"]
+    per_channel: bool  # int8 weights: one scale per output channel
+
+    def __post_init__(self) -> None:
+        _check_positive("deploy", self, "check_frames", "logits_atol", "calibration_frames")
+        _check_range("deploy", self, "opset", 13, 21)
+        if self.exporter == "dynamo" and self.opset < 18:  # torch.export's exporter writes opset 18 and up
+            _fail("deploy.opset", "18 or more with deploy.exporter: dynamo", self.opset)
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams
     device: DeviceParams
@@ -317,6 +334,7 @@ class Params:
     visualize: VisualizeParams
     export: ExportParams
     robustness: RobustnessParams
+    deploy: DeployParams
 
 
 def _coerce(key: str, hint: Any, value: Any) -> Any:

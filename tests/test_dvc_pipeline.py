@@ -67,7 +67,7 @@ def test_repro_then_noop_then_only_affected_stages(project):
     # every stage process records the params keys its code reads (citypipe/params.py), for the next test
     first = run(project, "dvc", "repro", env={"CITYPIPE_PARAMS_TRACE": str(project.parent / "params_read")})
     assert ran_stages(first) == {"synthesize", "prepare-labels", "train", "evaluate", "visualize", "export-submission",
-                                 "robustness"}
+                                 "robustness", "export-onnx", "quantize-onnx", "evaluate-onnx"}
     assert (project / "metrics" / "eval.json").is_file() and (project / "submission" / "submission.zip").is_file()
     assert (project / "metrics" / "robustness.json").is_file()
     assert list((project / "plots" / "samples").glob("*_panel.png"))
@@ -127,15 +127,16 @@ def test_changing_any_inference_key_reruns_the_predicting_stages_and_never_train
     original = params_file.read_text()
     params = yaml.safe_load(original)
     assert set(INFERENCE_CHANGES) == set(params["inference"])  # every key of the section is tried
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]  # what each stage reads: the test above
     try:
         for key, value in INFERENCE_CHANGES.items():
             changed = yaml.safe_load(original)
             assert changed["inference"][key] != value
             changed["inference"][key] = value
             params_file.write_text(yaml.safe_dump(changed, sort_keys=False))
-            # visualize's panels take one frame each; robustness has its own loader keys (robustness.batch_size, workers)
-            own_loader = {"visualize", "robustness"} if key in ("batch_size", "workers") else set()
-            assert stale_stages(project) == {"evaluate", "visualize", "export-submission", "robustness"} - own_loader, key
+            readers = {name for name, stage in stages.items() if f"inference.{key}" in declared_keys(stage)}
+            assert "train" not in readers and {"evaluate", "export-submission"} <= readers, key
+            assert stale_stages(project) == readers, key
     finally:
         params_file.write_text(original)
     assert stale_stages(project) == set()
@@ -143,7 +144,7 @@ def test_changing_any_inference_key_reruns_the_predicting_stages_and_never_train
 
 def test_an_experiment_with_multi_scale_testing_does_not_retrain(project):
     output = run(project, "dvc", "exp", "run", "-S", "inference.scales=[0.75,1.0,1.25]")
-    assert ran_stages(output) == {"evaluate", "visualize", "export-submission", "robustness"}
+    assert ran_stages(output) == {"evaluate", "visualize", "export-submission", "robustness", "evaluate-onnx"}
     assert "train" not in ran_stages(output)
 
 
