@@ -33,6 +33,7 @@ PIN = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE", "MKL_DYNAMIC": "
 # label -> (threads, environment, torch flags); "pin": citypipe.cpu_determinism.pin_cpu_determinism itself
 CONFIGS: dict[str, tuple[int, dict, dict]] = {
     "unpinned": (2, {}, {}),  # torch's defaults: oneDNN convs, ATen AVX-512, MKL's AVX-512 branch
+    "unpinned + OMP passive": (2, {"OMP_WAIT_POLICY": "PASSIVE"}, {}),
     "pinned": (2, {}, {"pin": True}),  # what device.cpu_deterministic does today
     "pinned + OMP passive": (2, {"OMP_WAIT_POLICY": "PASSIVE"}, {"pin": True}),  # idle threads sleep, not spin
     "pinned, 1 thread": (1, {}, {"pin": True}),
@@ -46,11 +47,13 @@ CLEARED = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATEN_CPU_CAPABILITY", "DNNL_MA
 
 
 def worker(config: dict) -> dict:
+    # torch (and libgomp) first, so OMP_WAIT_POLICY is the config's, not citypipe/__init__.py's default
+    import torch
+
     if config.get("pin"):
         from citypipe.cpu_determinism import pin_cpu_determinism
 
         pin_cpu_determinism(config["threads"])
-    import torch
     import torch.nn.functional as F
 
     from citypipe.data.dataset import normalize
