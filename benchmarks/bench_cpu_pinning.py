@@ -132,7 +132,8 @@ def main() -> None:
         for label in labels:
             r = run_worker(label, args.batch, tuple(args.size), args.steps)
             results[label].append(r)
-            print(round_, label, "wall", [round(t, 2) for t in r["wall"]], "cpu", [round(t, 2) for t in r["cpu"]], r["hash"][:12], flush=True)
+            print(round_, label, "wall", [round(t, 2) for t in r["wall"]], "cpu", [round(t, 2) for t in r["cpu"]],
+                  r["hash"][:12], flush=True)
     print("load after:", os.getloadavg(), flush=True)
     base = "unpinned" if "unpinned" in labels else labels[0]
     rows = []
