@@ -85,6 +85,7 @@ def train_one_epoch(setup: TrainingSetup, epoch: int, state: TrainState) -> dict
     first_bad = torch.full((), -1, dtype=torch.int64, device=device)
     bad_loss = torch.zeros((), device=device)
     batches, images_seen, read_to = 0, 0, 0
+    first_step, first_images = 0.0, 0
     started = time.perf_counter()
     steps_per_epoch = len(setup.loader) // accum
     # a bar on a terminal only (disable=None): logs (dvc queue logs, CI) get the per-epoch line instead
@@ -119,6 +120,10 @@ def train_one_epoch(setup: TrainingSetup, epoch: int, state: TrainState) -> dict
         total_loss += step_loss
         batches += 1
         images_seen += images.shape[0] * dist_info.world_size
+        if batches == 1:  # one wait per epoch: the first step's time, compiling included on epoch 1
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            first_step, first_images = time.perf_counter() - started, images_seen
         if batches % READ_EVERY == 0:
             _check_finite(first_bad, bad_loss, epoch, read_to + 1, batches)
             read_to = batches
@@ -129,8 +134,10 @@ def train_one_epoch(setup: TrainingSetup, epoch: int, state: TrainState) -> dict
     _check_finite(first_bad, bad_loss, epoch, read_to + 1, batches)
     progress.close()
     seconds = time.perf_counter() - started
+    steady = images_seen - first_images
     return {"loss": float(total_loss) / max(1, batches), "lr": optimizer.param_groups[-1]["lr"],
-            "seconds": seconds, "images_per_second": images_seen / seconds}
+            "seconds": seconds, "images_per_second": images_seen / seconds, "first_step_seconds": first_step,
+            "steady_images_per_second": steady / max(seconds - first_step, 1e-9) if steady else 0.0}
 
 
 def fit(setup: TrainingSetup, state: TrainState, validate: Callable[[], dict],
