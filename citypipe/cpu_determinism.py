@@ -37,6 +37,7 @@ def pinned_environment(threads: int) -> dict[str, str]:
         "MKL_CBWR": "COMPATIBLE",  # MKL: one code branch on Intel and AMD, fixed cache sizes and reductions
         "MKL_DYNAMIC": "FALSE",  # MKL and OpenMP must not change the thread count at run time
         "OMP_DYNAMIC": "FALSE",
+        "OMP_WAIT_POLICY": "PASSIVE",  # scheduling only, not numerics: idle threads sleep (see citypipe/__init__.py)
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
     }
@@ -60,6 +61,7 @@ def pin_cpu_determinism(threads: int, deterministic_algorithms: bool = True) -> 
     first, or the environment asked otherwise), so a run cannot silently lose the guarantee.
     """
     env = pinned_environment(threads)
+    env.pop("OMP_WAIT_POLICY")  # read when libgomp loaded; citypipe/__init__.py set it before that, if it could
     # ATEN_CPU_CAPABILITY and MKL_CBWR are read at first use, so this works after `import torch`; the
     # OMP_* values are read when libgomp loads (with torch), so there torch.set_num_threads below is
     # what takes effect: pinned_environment() is for launchers that can set them before Python starts.

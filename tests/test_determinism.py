@@ -57,7 +57,7 @@ print(json.dumps({"hash": digest.hexdigest(), "threads": torch.get_num_threads()
 
 AVX2_MACHINE = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 AVX512_MACHINE = {"ATEN_CPU_CAPABILITY": "avx512"}
-CLEARED = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA",
+CLEARED = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA",
            "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "MKL_DYNAMIC", "OMP_DYNAMIC")
 
 
@@ -89,6 +89,7 @@ def test_pinned_training_is_bitwise_identical_across_simulated_machines():
     machines = [
         ({"OMP_NUM_THREADS": "1"}, 1),  # a 1-core machine
         ({**AVX2_MACHINE, "OMP_NUM_THREADS": "4"}, None),  # an AVX2-only machine, more threads asked for
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, None),  # spinning idle threads (libgomp's default): scheduling, not bits
     ]
     if avx512_available():
         machines.append(({**AVX512_MACHINE, "OMP_NUM_THREADS": "3"}, None))  # AVX-512 ATen kernels asked for

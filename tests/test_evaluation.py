@@ -272,3 +272,21 @@ def test_per_image_matrices_add_up_to_the_split_matrix():
     assert len(cm.per_update) == 3
     assert torch.equal(torch.stack(cm.per_update).sum(0), cm.mat)
     assert int(cm.per_update[0].sum()) == 14 * 32  # ignored rows left out
+
+
+def test_the_gpu_pair_count_without_a_host_read_equals_a_numpy_reference():
+    """The fixed-size scatter that GPUs use (no bincount: its output size is a host read of the max)
+    counts what numpy counts, ignored ground truth (255) left out; run here on the CPU."""
+    from citypipe.evaluation.confusion import _pair_counts_without_sync
+
+    rng = np.random.default_rng(3)
+    target = rng.integers(0, 19, 5000).astype(np.uint8)
+    target[rng.random(5000) < 0.2] = IGNORE_INDEX
+    prediction = rng.integers(0, 19, 5000).astype(np.uint8)
+    counts = _pair_counts_without_sync(torch.from_numpy(target), torch.from_numpy(prediction), 19)
+    kept = target != IGNORE_INDEX
+    reference = np.zeros((19, 19), np.int64)
+    np.add.at(reference, (target[kept], prediction[kept]), 1)
+    assert counts.shape == (20 * 19,)
+    assert np.array_equal(counts[: 19 * 19].view(19, 19).numpy(), reference)
+    assert int(counts[19 * 19:].sum()) == int((~kept).sum())  # the ignored row

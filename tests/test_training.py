@@ -155,3 +155,56 @@ def test_a_fresh_start_drops_another_runs_best_checkpoint_and_corrupt_weights_ar
     (tmp_path / "class_weights.json").write_text("{not json")
     with pytest.raises(CitypipeError, match=r"class_weights.json: class weights is not valid JSON \(.*rerun prepare-labels\)"):
         read_weights(tmp_path / "class_weights.json", ["road"], "class weights")
+
+
+class _CountingBatches:
+    """A loader stand-in: `n` fixed (image, label) batches, counting how many the loop drew."""
+
+    def __init__(self, n: int) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.batches = [(torch.randint(0, 256, (2, 3, 8, 16), dtype=torch.uint8, generator=gen),
+                         torch.randint(0, 19, (2, 8, 16), dtype=torch.uint8, generator=gen)) for _ in range(n)]
+        self.drawn = 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        for batch in self.batches:
+            self.drawn += 1
+            yield batch
+
+
+@pytest.mark.parametrize("bad_batch, batches, stopped_after, read_range", [
+    (3, 25, 10, "1-10"),  # caught at the first read, 7 batches later
+    (13, 14, 14, "11-14"),  # caught at the epoch's end, before fit writes a checkpoint
+])
+def test_a_non_finite_loss_read_late_still_stops_the_run_naming_the_batch(bad_batch, batches, stopped_after,
+                                                                          read_range):
+    """The loop reads the loss every READ_EVERY batches (no host sync per step); a NaN in between is
+    still reported with its own batch number, and the epoch never returns (no checkpoint of NaN weights)."""
+    from citypipe.runtime import Runtime
+    from citypipe.training.distributed import DistInfo
+
+    assert loop_module.READ_EVERY == 10
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(3, 19, 1)
+    calls = []
+    base = SegmentationLoss(None, False, 0.7, 100, 0.4)
+
+    def criterion(outputs, target):
+        calls.append(1)
+        loss = base({"out": outputs}, target)
+        return loss * float("nan") if len(calls) == bad_batch else loss
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    loader = _CountingBatches(batches)
+    setup = loop_module.TrainingSetup(model, model, loader, None, optimizer,
+                                      torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0), criterion,
+                                      torch.amp.GradScaler("cpu", enabled=False),
+                                      Runtime(torch.device("cpu"), None, False), DistInfo(0, 1, 0),
+                                      loop_module.LoopConfig(1, 0, 1, 1))
+    with pytest.raises(CitypipeError, match=rf"non-finite loss \(nan\) at epoch 1, batch {bad_batch} "
+                                            rf"\(read with batches {read_range}\)"):
+        loop_module.train_one_epoch(setup, 0, loop_module.TrainState())
+    assert loader.drawn == stopped_after

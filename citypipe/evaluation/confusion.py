@@ -43,12 +43,23 @@ def _pair_counts(target: torch.Tensor, prediction: torch.Tensor, n: int) -> torc
 
     int16 index math and an extra row instead of a boolean mask: no int64 copies, no compaction.
     """
+    if target.device.type != "cpu" and prediction.dtype == torch.uint8:
+        return _pair_counts_without_sync(target, prediction, n)
     counts = torch.zeros((n + 1) * n, dtype=torch.int64, device=target.device)
     chunk = CPU_CHUNK if target.device.type == "cpu" else max(1, target.numel())  # one step on GPUs
     for start in range(0, target.numel(), chunk):
         index = target[start:start + chunk].to(torch.int16).clamp_(max=n).mul_(n)
         counts += torch.bincount(index.add_(prediction[start:start + chunk]), minlength=(n + 1) * n)
     return counts
+
+
+def _pair_counts_without_sync(target: torch.Tensor, prediction: torch.Tensor, n: int) -> torch.Tensor:
+    """_pair_counts for uint8 predictions, as a fixed-size scatter: bincount sizes its output from the
+    input's max, a read on the host that stalls a GPU's queue once per image; target * n + prediction
+    is below (n + 1) * n + 256, so that many bins always suffice. Integer sums: the same counts."""
+    index = target.to(torch.int64).clamp_(max=n).mul_(n).add_(prediction)  # (P,)
+    counts = torch.zeros((n + 1) * n + 256, dtype=torch.int64, device=target.device)
+    return counts.scatter_add_(0, index, torch.ones_like(index))[: (n + 1) * n]
 
 
 class ConfusionMatrix:

@@ -60,11 +60,32 @@ class TrainingSetup:
     config: LoopConfig
 
 
+# Batches between the host's reads of the loss. Between reads the host only queues work, so a GPU is
+# never idle waiting for a Python-side check; the non-finite check still stops the run within this many
+# batches, always before the epoch's checkpoint is written.
+READ_EVERY = 10
+
+
+def _check_finite(first_bad: torch.Tensor, bad_loss: torch.Tensor, epoch: int, read_from: int, read_to: int) -> None:
+    """Host read of the device-side record of the first non-finite loss (batch number, 1-based; -1: none)."""
+    batch = int(first_bad)
+    if batch >= 0:
+        raise CitypipeError(f"train: non-finite loss ({float(bad_loss)}) at epoch {epoch + 1}, batch {batch} "
+                            f"(read with batches {read_from}-{read_to}); lower train.lr, or use device.amp: bf16 "
+                            "instead of fp16")
+
+
 def train_one_epoch(setup: TrainingSetup, epoch: int, state: TrainState) -> dict:
     runtime, dist_info, accum = setup.runtime, setup.dist_info, setup.config.grad_accum_steps
     model, optimizer, scaler = setup.train_model, setup.optimizer, setup.scaler
     model.train()
-    total_loss, batches, images_seen = torch.zeros((), device=runtime.device), 0, 0
+    device = runtime.device
+    # device-side running figures: () sum of the batch losses; the first non-finite batch and its loss
+    total_loss = torch.zeros((), device=device)
+    first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+    bad_loss = torch.zeros((), device=device)
+    batches, images_seen, read_to = 0, 0, 0
+    first_step, first_images = 0.0, 0
     started = time.perf_counter()
     steps_per_epoch = len(setup.loader) // accum
     # a bar on a terminal only (disable=None): logs (dvc queue logs, CI) get the per-epoch line instead
@@ -73,8 +94,8 @@ def train_one_epoch(setup: TrainingSetup, epoch: int, state: TrainState) -> dict
     for step, (images, labels) in enumerate(setup.loader):
         if step >= steps_per_epoch * accum:
             break  # a trailing partial accumulation would change the effective batch
-        images = images.to(runtime.device, non_blocking=True)
-        labels = labels.to(runtime.device, non_blocking=True).long()  # (N, h, w)
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True).long()  # (N, h, w)
         x = normalize(images)  # (N, 3, h, w)
         if runtime.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -83,10 +104,10 @@ def train_one_epoch(setup: TrainingSetup, epoch: int, state: TrainState) -> dict
         with (model.no_sync() if not sync else contextlib.nullcontext()), runtime.autocast():
             loss = setup.criterion(model(x), labels) / accum
         scaler.scale(loss).backward() if scaler.is_enabled() else loss.backward()
-        step_loss = all_reduce_mean(loss.detach() * accum, dist_info)
-        if not torch.isfinite(step_loss):
-            raise CitypipeError(f"train: non-finite loss ({float(step_loss)}) at epoch {epoch + 1}, "
-                                f"batch {step + 1}; lower train.lr, or use device.amp: bf16 instead of fp16")
+        step_loss = all_reduce_mean(loss.detach() * accum, dist_info)  # () on the device, the same on every rank
+        newly_bad = (first_bad < 0) & ~torch.isfinite(step_loss)  # no host read: the device keeps the record
+        first_bad = torch.where(newly_bad, step + 1, first_bad)
+        bad_loss = torch.where(newly_bad, step_loss.float(), bad_loss)
         if last_micro_step:
             if scaler.is_enabled():
                 scaler.step(optimizer)
@@ -99,12 +120,24 @@ def train_one_epoch(setup: TrainingSetup, epoch: int, state: TrainState) -> dict
         total_loss += step_loss
         batches += 1
         images_seen += images.shape[0] * dist_info.world_size
-        progress.set_postfix(loss=f"{float(step_loss):.3f}", img_s=f"{images_seen / (time.perf_counter() - started):.1f}")
+        if batches == 1:  # one wait per epoch: the first step's time, compiling included on epoch 1
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            first_step, first_images = time.perf_counter() - started, images_seen
+        if batches % READ_EVERY == 0:
+            _check_finite(first_bad, bad_loss, epoch, read_to + 1, batches)
+            read_to = batches
+            if not progress.disable:  # a terminal is watching: the running mean, read with the check
+                progress.set_postfix(loss=f"{float(total_loss) / batches:.3f}",
+                                     img_s=f"{images_seen / (time.perf_counter() - started):.1f}")
         progress.update()
+    _check_finite(first_bad, bad_loss, epoch, read_to + 1, batches)
     progress.close()
     seconds = time.perf_counter() - started
+    steady = images_seen - first_images
     return {"loss": float(total_loss) / max(1, batches), "lr": optimizer.param_groups[-1]["lr"],
-            "seconds": seconds, "images_per_second": images_seen / seconds}
+            "seconds": seconds, "images_per_second": images_seen / seconds, "first_step_seconds": first_step,
+            "steady_images_per_second": steady / max(seconds - first_step, 1e-9) if steady else 0.0}
 
 
 def fit(setup: TrainingSetup, state: TrainState, validate: Callable[[], dict],

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TIMINGS = ("seconds", "images_per_second")  # vary run to run: the text log and progress bar only, never DVC
+# vary run to run: the text log and progress bar only, never DVC. first_step_seconds: the epoch's first
+# step, the device waited for (with device.compile, epoch 1's holds the compiling); steady_images_per_second:
+# the steps after it, so whether compiling paid is read off one log line.
+TIMINGS = ("seconds", "images_per_second", "first_step_seconds", "steady_images_per_second")
 
 
 def live_name(key: str) -> str:
