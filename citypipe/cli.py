@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from citypipe.command_line import is_out_of_memory, params_option, reports_errors
-from citypipe.errors import CitypipeError
+from citypipe.errors import CitypipeError, first_line
+from citypipe.params import check_plain_name, scale_to_zero
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 POSITIVE = click.IntRange(min=1)
@@ -45,6 +46,14 @@ def _scales(ctx, param, values: tuple[str, ...]) -> tuple[float, ...]:
     if any(s <= 0 for s in scales):
         raise click.BadParameter(f"{','.join(values)!r}: scales must be positive")
     return scales or (1.0,)
+
+
+def check_scales(source: Path, size: tuple[int, int], scales: tuple[float, ...]) -> None:
+    """A scale that rounds the network input to zero pixels cannot be predicted: say which, before the model runs."""
+    bad = scale_to_zero(size, scales)
+    if bad is not None:
+        raise CitypipeError(f"--scales {bad}: {source} at {size[0]}x{size[1]} would be {round(size[0] * bad)}x"
+                            f"{round(size[1] * bad)} pixels (expected scales that keep at least 1 pixel)")
 
 
 def _data_root(data_root: Path | None, params_path: str) -> Path:
@@ -133,12 +142,17 @@ def infer(image, split, data_root, params_path, checkpoint, output, image_size, 
     if (image is None) == (split is None):
         raise CitypipeError("give either IMAGE or --split NAME")
     if split is not None:
+        check_plain_name("--split", split)
         image = _data_root(data_root, params_path) / "leftImg8bit" / split
         if not image.is_dir():
             raise CitypipeError(f"--split {split}: no folder {image}")
     base, inputs = _inputs(image)
     many = image.is_dir()
     _check_output(output, many)
+    from citypipe.atomic import refuse_overwriting
+
+    refuse_overwriting(inputs, [t for s in inputs for k, t in _targets(output, base, s, many).items()
+                                if k == "overlay" or k.lower() == mask])
     crop_size, stride = _slide_window(mode, crop_size, stride, params_path)
 
     import numpy as np
@@ -157,6 +171,7 @@ def infer(image, split, data_root, params_path, checkpoint, output, image_size, 
     for source in inputs:
         picture = np.array(open_image(source))  # (H, W, 3) uint8
         size = tuple(image_size) if image_size else picture.shape[:2]
+        check_scales(source, size if mode == "whole" else picture.shape[:2], scales)  # slide scales the image itself
         config = _inference_config(mode, size, crop_size, stride, flip, scales)
         tensor = torch.from_numpy(picture).permute(2, 0, 1)[None].to(runtime.device)
         try:
@@ -200,7 +215,9 @@ def compare(baseline: str | None, markdown: bool, top_classes: int, all_branches
 def profile_path(params_file: Path, name: str) -> Path:
     """profiles/NAME.yaml of the project: the package's repository root first, then the params file's folder."""
     import citypipe
+    from citypipe.profiles import check_profile_name
 
+    check_profile_name(name)
     folders = [Path(citypipe.__file__).resolve().parents[1] / "profiles", params_file.resolve().parent / "profiles"]
     for folder in folders:
         if (folder / f"{name}.yaml").is_file():
@@ -219,17 +236,18 @@ def profile_path(params_file: Path, name: str) -> Path:
 def profile(name: str, data_root: str | None, params_path: str, dry_run: bool) -> None:
     """Apply profiles/NAME.yaml to params.yaml, comments kept (e.g. `cityscapes`: the real recipe)."""
     from citypipe.atomic import write_text
-    from citypipe.profiles import apply_profile, read_profile
+    from citypipe.profiles import apply_profile, check_data_root, read_profile
 
     params_file = Path(params_path)
     changes_wanted = read_profile(profile_path(params_file, name))
     if data_root is not None:
+        check_data_root(data_root, params_file)
         changes_wanted.setdefault("data", {})["root"] = data_root
     try:
         params_text = params_file.read_text()
-    except OSError as error:
-        raise CitypipeError(f"{params_file}: cannot read ({error.strerror})") from None
-    new_text, changes = apply_profile(params_text, changes_wanted)
+    except (OSError, UnicodeDecodeError) as error:
+        raise CitypipeError(f"{params_file}: cannot read ({first_line(error)})") from None
+    new_text, changes = apply_profile(params_text, changes_wanted, params_file)
     for line in changes:
         click.echo(f"  {line}")
     if not dry_run:

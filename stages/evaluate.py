@@ -8,6 +8,7 @@ from citypipe.command_line import (
     checkpoint_option,
     params_option,
     reports_errors,
+    stage_outputs,
 )
 from citypipe.evaluation.evaluate import EvaluatePaths, evaluate_checkpoint
 from citypipe.params import load_params
@@ -26,7 +27,8 @@ def main(params_path: str, checkpoint: str, cache: str, metrics: str, class_metr
     p = load_params(params_path)
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     paths = EvaluatePaths(Path(cache), Path(checkpoint), Path(metrics), Path(class_metrics), Path(plots))
-    scores = evaluate_checkpoint(p.data, p.model, p.evaluate, p.device, paths)
+    with stage_outputs(metrics, class_metrics, plots, memory={"": "evaluate.size or evaluate.batch_size"}):
+        scores = evaluate_checkpoint(p.data, p.model, p.evaluate, p.device, paths)
     click.echo(f"evaluate: mIoU {scores['miou']:.4f} (95% CI {scores['miou_ci95_low']:.4f}-{scores['miou_ci95_high']:.4f})"
                f"  pixel acc {scores['pixel_acc']:.4f}  iIoU {scores['iiou']:.4f}")
 

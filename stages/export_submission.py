@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from citypipe.command_line import checkpoint_option, params_option, reports_errors
+from citypipe.command_line import checkpoint_option, params_option, reports_errors, stage_outputs
 from citypipe.params import load_params
 from citypipe.runtime import pin_cpu_numerics
 from citypipe.submission.export import ExportPaths, export_submission
@@ -18,8 +18,9 @@ from citypipe.submission.export import ExportPaths, export_submission
 def main(params_path: str, checkpoint: str, out_dir: str, zip_path: str) -> None:
     p = load_params(params_path)
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
-    count = export_submission(p.data, p.model, p.evaluate, p.export, p.device,
-                              ExportPaths(Path(checkpoint), Path(out_dir), Path(zip_path)))
+    with stage_outputs(out_dir, zip_path, memory={"": "evaluate.size or export.batch_size"}):
+        count = export_submission(p.data, p.model, p.evaluate, p.export, p.device,
+                                  ExportPaths(Path(checkpoint), Path(out_dir), Path(zip_path)))
     click.echo(f"export-submission: {count} labelIds PNGs in {out_dir}, validated; zip: {zip_path}")
 
 

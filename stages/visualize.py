@@ -8,6 +8,7 @@ from citypipe.command_line import (
     checkpoint_option,
     params_option,
     reports_errors,
+    stage_outputs,
 )
 from citypipe.params import load_params
 from citypipe.runtime import pin_cpu_numerics
@@ -26,7 +27,8 @@ def main(params_path, checkpoint, cache, confusion, out_dir, figures) -> None:
     p = load_params(params_path)
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     paths = VisualizePaths(Path(cache), Path(checkpoint), Path(confusion), Path(out_dir), Path(figures))
-    count = visualize_checkpoint(p.data, p.model, p.evaluate, p.visualize, p.device, paths)
+    with stage_outputs(out_dir, figures, memory={"": "evaluate.size"}):
+        count = visualize_checkpoint(p.data, p.model, p.evaluate, p.visualize, p.device, paths)
     click.echo(f"visualize: {count} panels in {out_dir}, figures in {figures}")
 
 

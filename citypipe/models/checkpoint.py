@@ -15,7 +15,9 @@ import torch
 
 from citypipe.atomic import atomic_path
 from citypipe.errors import CitypipeError, first_line
-from citypipe.models.deeplab import DeepLab, ModelConfig, build_model
+from citypipe.labels import NUM_CLASSES
+from citypipe.models.backbone import BACKBONES
+from citypipe.models.deeplab import HEAD_BUILDERS, DeepLab, ModelConfig, build_model
 
 
 def canonical(value: Any) -> Any:
@@ -49,6 +51,7 @@ def load_checkpoint(path: str | Path, expected: ModelConfig | None = None) -> di
         raise CitypipeError(f"{path}: cannot load checkpoint ({first_line(error)})") from None
     if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
         raise CitypipeError(f"{path}: not a citypipe checkpoint (no model_config/model entries)")
+    stored_config(path, state["model_config"])
     if expected is not None:
         check_config(path, state["model_config"], expected)
     return state
@@ -59,6 +62,29 @@ def check_config(path: Path, stored: dict[str, Any], expected: ModelConfig) -> N
     for key, value in wanted.items():
         if stored.get(key) != value:
             raise CitypipeError(f"{path}: checkpoint has {key}={stored.get(key)!r} but params ask for {key}={value!r}")
+
+
+_CONFIG_VALUES = {"arch": tuple(HEAD_BUILDERS), "backbone": tuple(BACKBONES), "output_stride": (8, 16),
+                  "aux_head": (False, True), "num_classes": (NUM_CLASSES,)}
+
+
+def stored_config(path: Path, stored: Any) -> ModelConfig:
+    """The checkpoint's model_config as a ModelConfig, each field checked: a missing, extra or unknown
+    value is named in one line (not a TypeError or KeyError from deep inside the model builder)."""
+    if not isinstance(stored, dict):
+        raise CitypipeError(f"{path}: checkpoint's model_config is {type(stored).__name__}, expected a mapping")
+    fields = [f.name for f in dataclasses.fields(ModelConfig)]
+    extra = sorted(set(map(str, stored)) - set(fields))
+    if extra:
+        raise CitypipeError(f"{path}: checkpoint's model_config has an unknown key {extra[0]!r} (known: {', '.join(fields)})")
+    for key in fields:
+        if key in stored and (stored[key] not in _CONFIG_VALUES[key] or type(stored[key]) is not type(_CONFIG_VALUES[key][0])):
+            raise CitypipeError(f"{path}: checkpoint's model_config has {key}={stored[key]!r}, expected one of "
+                                f"{', '.join(map(repr, _CONFIG_VALUES[key]))}")
+    missing = [key for key in fields[:-1] if key not in stored]  # num_classes has a default (older checkpoints)
+    if missing:
+        raise CitypipeError(f"{path}: checkpoint's model_config lacks {missing[0]!r}")
+    return ModelConfig(**stored)
 
 
 def load_weights(path: Path, model: torch.nn.Module, weights: Any) -> None:
@@ -89,7 +115,7 @@ def load_model(path: str | Path, expected: ModelConfig | None, device: torch.dev
     without it, the architecture stored in the checkpoint is built.
     """
     state = load_checkpoint(path, expected)
-    model = build_model(ModelConfig(**state["model_config"]))
+    model = build_model(stored_config(path, state["model_config"]))
     load_weights(path, model, state["model"])
     model.to(device).eval()
     if channels_last:

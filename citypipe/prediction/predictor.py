@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from citypipe.data.dataset import EvalFrames
+from citypipe.data.dataset import EvalFrames, collate_frames
 from citypipe.data.layout import Sample
 from citypipe.labels import NUM_CLASSES
 from citypipe.models.checkpoint import load_model
@@ -57,4 +57,5 @@ class Predictor:
 def frame_loader(samples: list[Sample], cache: Path | None, batch_size: int, workers: int, runtime: Runtime) -> DataLoader:
     """Full-resolution frames in order; with labels from the trainId cache unless `cache` is None."""
     dataset = EvalFrames(samples, cache, with_labels=cache is not None)
-    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=runtime.device.type == "cuda")
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=runtime.device.type == "cuda",
+                      collate_fn=collate_frames)
