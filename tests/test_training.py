@@ -146,7 +146,8 @@ def test_mixed_precision_and_channels_last_branches_of_the_loop(amp_dtype):
 
 
 def test_a_fresh_start_drops_another_runs_best_checkpoint_and_corrupt_weights_are_named(tmp_path):
-    from citypipe.training.trainer import fresh_start, read_weights
+    from citypipe.training.resume import fresh_start
+    from citypipe.training.trainer import read_weights
 
     (tmp_path / "best.pt").write_bytes(b"another run's best")
     assert fresh_start(tmp_path).epoch == 0 and not (tmp_path / "best.pt").exists()

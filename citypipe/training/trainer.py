@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from citypipe.errors import CitypipeError
 from citypipe.evaluation.evaluate import evaluate
 from citypipe.evaluation.scores import compute_scores
 from citypipe.labels import class_names
-from citypipe.models.checkpoint import load_checkpoint, save_checkpoint
+from citypipe.models.checkpoint import save_checkpoint
 from citypipe.models.deeplab import ModelConfig, build_model
 from citypipe.params import (
     DataParams,
@@ -39,6 +38,12 @@ from citypipe.training.loop import LoopConfig, TrainingSetup, TrainState, fit
 from citypipe.training.losses import SegmentationLoss
 from citypipe.training.optim import build_optimizer
 from citypipe.training.outputs import TrainLog, text_line
+from citypipe.training.resume import (
+    inference_checkpoint,
+    resume_state,
+    run_fingerprint,
+    training_checkpoint,
+)
 from citypipe.training.schedule import lr_factor
 
 
@@ -139,7 +144,7 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
     run_params = {"data": section_dict(data), "model": section_dict(model_params), "train": section_dict(train),
                   "validation": section_dict(validation) | {"amp": evaluate_params.amp},
                   "numerics": {k: getattr(device, k) for k in ("type", "amp", "num_threads", "cpu_deterministic")},
-                  "fingerprint": run_fingerprint(paths, model_params.weights_file)}
+                  "fingerprint": run_fingerprint(paths.cache, (paths.class_weights, paths.sample_weights, model_params.weights_file))}
     state = resume_state(paths.checkpoints, run_params, setup)
     predictor = Predictor(model, runtime, validation, evaluate_params.amp)
     # a resumed run rebuilds DVCLive's files from the checkpoint's history (DVC removed them before the stage)
@@ -162,81 +167,3 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
     if dist_info.is_main:
         log.finish(state.best_miou, state.best_epoch)
     return state
-
-
-def run_fingerprint(paths: TrainPaths, weights_file: str) -> str:
-    """Hash of the package code, prepare-labels' outputs (the trainId cache included) and the backbone
-    weights file: `last` is resumed only by the same run. Bytes only (no times), so a checkpoint's
-    bytes are the same on every machine."""
-    digest = hashlib.sha256()
-    package = Path(__file__).resolve().parents[1]
-    for source in sorted(package.rglob("*.py")):
-        digest.update(source.relative_to(package).as_posix().encode() + source.read_bytes())
-    cache = Path(paths.cache)
-    for label in sorted(cache.rglob("*.png")):
-        digest.update(label.relative_to(cache).as_posix().encode() + label.read_bytes())
-    for path in (paths.class_weights, paths.sample_weights, weights_file):
-        digest.update(Path(path).read_bytes() if path and Path(path).is_file() else b"-")
-    return digest.hexdigest()
-
-
-def training_checkpoint(setup: TrainingSetup, state: TrainState, run_params: dict) -> dict:
-    """last.pt: everything a resumed run needs. Randomness needs no saved state: every epoch reseeds
-    its streams from (seed, epoch)."""
-    return {
-        "model": setup.model.state_dict(), "optimizer": setup.optimizer.state_dict(),
-        "scheduler": setup.scheduler.state_dict(), "scaler": setup.scaler.state_dict(),
-        "epoch": state.epoch, "iteration": state.iteration, "history": state.history,
-        "best_miou": state.best_miou, "best_epoch": state.best_epoch,
-        "model_config": dataclasses.asdict(setup.model.config), "params": run_params,
-    }
-
-
-def inference_checkpoint(model: nn.Module, state: TrainState, run_params: dict) -> dict:
-    """best.pt: what inference needs (weights, architecture, params), without the optimizer state."""
-    return {"model": model.state_dict(), "model_config": dataclasses.asdict(model.config), "params": run_params,
-            "epoch": state.epoch, "miou": state.best_miou}
-
-
-def resume_state(checkpoints: Path, run_params: dict, setup: TrainingSetup) -> TrainState:
-    """Continue from `last.pt` when this same run wrote it; otherwise start fresh.
-
-    Training is deterministic, so starting fresh recreates exactly what a lost or broken checkpoint
-    held: an unreadable `last.pt`, or a `best.pt` that is missing or not this run's best, restarts.
-    """
-    path = checkpoints / "last.pt"
-    if not path.is_file():
-        return fresh_start(checkpoints)
-    try:
-        checkpoint = load_checkpoint(path)
-    except CitypipeError as error:
-        print(f"train: {error}; starting from scratch")
-        return fresh_start(checkpoints)
-    if checkpoint.get("params") != run_params or checkpoint["model_config"] != dataclasses.asdict(setup.model.config):
-        print(f"train: {path} was trained with other params; starting from scratch")
-        return fresh_start(checkpoints)
-    if checkpoint["best_epoch"] and not is_best_of_run(checkpoints / "best.pt", checkpoint["best_epoch"], run_params):
-        print(f"train: {checkpoints / 'best.pt'} is missing or not this run's best (epoch {checkpoint['best_epoch']}); "
-              "training from scratch recreates it exactly")
-        return fresh_start(checkpoints)
-    setup.model.load_state_dict(checkpoint["model"])
-    setup.optimizer.load_state_dict(checkpoint["optimizer"])
-    setup.scheduler.load_state_dict(checkpoint["scheduler"])
-    setup.scaler.load_state_dict(checkpoint["scaler"])
-    print(f"train: resuming from {path} after epoch {checkpoint['epoch']}")
-    return TrainState(checkpoint["epoch"], checkpoint["iteration"], list(checkpoint["history"]),
-                      checkpoint["best_miou"], checkpoint["best_epoch"])
-
-
-def fresh_start(checkpoints: Path) -> TrainState:
-    """A new run: another run's best.pt must not stand in for this one's (if no epoch ever beats it)."""
-    (checkpoints / "best.pt").unlink(missing_ok=True)
-    return TrainState()
-
-
-def is_best_of_run(path: Path, best_epoch: int, run_params: dict) -> bool:
-    try:
-        best = load_checkpoint(path)
-    except CitypipeError:
-        return False
-    return best.get("epoch") == best_epoch and best.get("params") == run_params
