@@ -13,7 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from citypipe.data import layout
-from citypipe.data.dataset import EvalFrames, TrainCrops
+from citypipe.data.dataset import EvalFrames, TrainCrops, collate_frames
 from citypipe.data.sampling import EpochSampler
 from citypipe.data.transforms import TrainTransform
 from citypipe.errors import CitypipeError
@@ -39,8 +39,10 @@ from citypipe.training.losses import SegmentationLoss
 from citypipe.training.optim import build_optimizer
 from citypipe.training.outputs import TrainLog, text_line
 from citypipe.training.resume import (
+    finish_run,
     inference_checkpoint,
     resume_state,
+    run_files,
     run_fingerprint,
     training_checkpoint,
 )
@@ -97,7 +99,7 @@ def make_loaders(data: DataParams, train: TrainParams, evaluate_params: Evaluate
                               generator=torch.Generator().manual_seed(train.seed), **extra)
     val_samples = layout.find_samples(data.root, evaluate_params.split, data.cities)[dist_info.rank::dist_info.world_size]
     val_loader = DataLoader(EvalFrames(val_samples, paths.cache), batch_size=evaluate_params.batch_size,
-                            num_workers=evaluate_params.workers, pin_memory=pin,
+                            num_workers=evaluate_params.workers, pin_memory=pin, collate_fn=collate_frames,
                             generator=torch.Generator().manual_seed(train.seed))
     return Loaders(train_loader, sampler, val_loader)
 
@@ -144,7 +146,9 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
     run_params = {"data": section_dict(data), "model": section_dict(model_params), "train": section_dict(train),
                   "validation": section_dict(validation) | {"amp": evaluate_params.amp},
                   "numerics": {k: getattr(device, k) for k in ("type", "amp", "num_threads", "cpu_deterministic")},
-                  "fingerprint": run_fingerprint(paths.cache, (paths.class_weights, paths.sample_weights, model_params.weights_file))}
+                  "val_split": evaluate_params.split,
+                  "fingerprint": run_fingerprint(paths.cache, (paths.class_weights, paths.sample_weights, model_params.weights_file),
+                                                 run_files(data.root, data.cities, evaluate_params.split), data.root)}
     state = resume_state(paths.checkpoints, run_params, setup)
     predictor = Predictor(model, runtime, validation, evaluate_params.amp)
     # a resumed run rebuilds DVCLive's files from the checkpoint's history (DVC removed them before the stage)
@@ -165,5 +169,6 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
 
     state = fit(setup, state, validate, on_epoch_end)
     if dist_info.is_main:
+        finish_run(paths.checkpoints, state, run_params)
         log.finish(state.best_miou, state.best_epoch)
     return state
