@@ -362,6 +362,18 @@ def _broken_profile(bench: Bench) -> CliCall:
     return bench.profile("twice")
 
 
+def _compare_with_eval_json(content: dict) -> Callable[[Bench], CliCall]:
+    """`citypipe compare` where `dvc exp show --json` reports the workspace's eval.json as `content`."""
+    import json
+
+    entries = [{"rev": "workspace", "name": None, "error": None, "experiments": None, "data": {
+        "rev": "workspace", "params": {"params.yaml": {"data": {"train": {"lr": 0.02}}}},
+        "metrics": {"metrics/eval.json": content}}}]
+    show = json.dumps(entries)
+    return lambda bench: CliCall(["compare", "--repo", str(bench.tmp)], (
+        ("citypipe.compare._run", lambda command, cwd: show if "exp" in command else "0" * 40 + "\n"),))
+
+
 CASES = [  # every stage validates all of params.yaml; prepare-labels is the quickest to start
     ("lr-nan", lambda b: b.prepare(**{"train.lr": float("nan")}), "train.lr: expected a finite number, got nan"),
     ("lr-inf", lambda b: b.prepare(**{"train.lr": float("inf")}), "train.lr: expected a finite number, got inf"),
@@ -459,6 +471,11 @@ CASES = [  # every stage validates all of params.yaml; prepare-labels is the qui
      "params.yaml: not valid YAML (could not determine a constructor for the tag"),
     ("profile-params-not-sections", lambda b: b.profile("cityscapes", params_text="- 1\n- 2\n"),
      "params.yaml: expected sections of keys, like params.yaml"),
+    ("compare-corrupt-eval-json", _compare_with_eval_json({"error": {"msg": "unable to read: 'metrics/eval.json', "
+                                                                       "JSON file structure is corrupted"}}),
+     "metrics/eval.json (workspace): unreadable metrics file (unable to read: 'metrics/eval.json', JSON file structure"),
+    ("compare-eval-json-not-an-object", _compare_with_eval_json({"data": "text"}),
+     "metrics/eval.json (workspace): expected a JSON object of metrics, got str"),
     ("profile-duplicate-key", _broken_profile, "twice.yaml: not valid YAML (duplicate key 'lr' (first on line 2) at line 3)"),
 ]
 
