@@ -117,10 +117,15 @@ def io_error(path: str | os.PathLike, error: OSError, doing: str = "cannot write
 
 @contextlib.contextmanager
 def _named_io_errors(target: Path) -> Iterator[None]:
-    """An OSError while making `target` (write() on a full disk carries no file name) as one line naming it."""
+    """An OSError while making `target` (write() on a full disk carries no file name) as one line naming it;
+    one about another file (an input read while the output is being made) names that file instead."""
     try:
         yield
     except OSError as error:
+        other = error.filename is not None and not os.fspath(error.filename).startswith(
+            (os.fspath(target.parent / f".{target.name}."), os.fspath(target)))
+        if other:
+            raise io_error(error.filename, error, "input/output error") from None
         raise io_error(target, error) from None
 
 
