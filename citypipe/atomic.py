@@ -115,6 +115,13 @@ def io_error(path: str | os.PathLike, error: OSError, doing: str = "cannot write
     return CitypipeError(f"{path}: {doing} ({cause}{', ' + name if name else ''})")
 
 
+def _is_about(path: Path, target: Path) -> bool:
+    """`path` is `target`, a folder on its way, something inside it or one of its temporaries."""
+    path, target = Path(os.path.abspath(path)), Path(os.path.abspath(target))
+    return (path == target or path in target.parents or target in path.parents
+            or path.name.startswith(f".{target.name}.") or any(p.name.startswith(f".{target.name}.") for p in path.parents))
+
+
 @contextlib.contextmanager
 def _named_io_errors(target: Path) -> Iterator[None]:
     """An OSError while making `target` (write() on a full disk carries no file name) as one line naming it;
@@ -122,9 +129,7 @@ def _named_io_errors(target: Path) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        other = error.filename is not None and not os.fspath(error.filename).startswith(
-            (os.fspath(target.parent / f".{target.name}."), os.fspath(target)))
-        if other:
+        if error.filename is not None and not _is_about(Path(os.fsdecode(error.filename)), target):
             raise io_error(error.filename, error, "input/output error") from None
         raise io_error(target, error) from None
 

@@ -355,3 +355,13 @@ def test_a_stage_dies_with_its_parent():
     else:
         os.kill(child, signal.SIGKILL)
         pytest.fail("the child outlived its parent")
+
+
+def test_an_input_missing_inside_a_writers_block_is_named_not_the_output(tmp_path):
+    with pytest.raises(atomic.CitypipeError, match=r"missing.png: input/output error \(No such file or directory"):
+        with atomic_dir(tmp_path / "out"):
+            open(tmp_path / "missing.png")
+    with pytest.raises(atomic.CitypipeError, match=r"out: cannot write \(No such file or directory"):
+        with atomic_dir(tmp_path / "out") as tmp:
+            open(tmp / "no-such-folder" / "x.png", "w")
+    assert list(tmp_path.iterdir()) == []
