@@ -43,12 +43,12 @@ def recipe_params(data_root: Path, train_frames: int, iterations: int, overrides
     per_epoch = max(1, train_frames // batch)
     changes = {"data": {"root": str(data_root)}, "model": {"pretrained": "none", "weights_file": ""},
                "train": {"epochs": max(1, round(iterations / per_epoch)), "val_every": 10**6, "workers": 8},
-               "evaluate": {"workers": 8}}
+               "inference": {"workers": 8}}
     for section in (changes, TINY if tiny else {}, overrides):
         for name, values in section.items():
             raw[name].update(values)
     if tiny:
-        raw["train"]["workers"] = raw["evaluate"]["workers"] = 0
+        raw["train"]["workers"] = raw["inference"]["workers"] = 0
     return params_from_dict(raw)
 
 
@@ -70,11 +70,12 @@ def main() -> None:
         for name, overrides in VARIANTS.items():
             p = recipe_params(root, args.train_frames, args.iterations, overrides, args.tiny)
             out = tmp / name.replace(" ", "_").replace(",", "").replace(":", "")
-            run_training(p.data, p.model, p.train, p.evaluate, p.device,
+            run_training(p.data, p.model, p.train, p.device,
                          TrainPaths(cache, weights / "class.json", weights / "sample.json", out / "checkpoints",
                                     out / "dvclive", out / "train.log"))
-            results[name] = evaluate_checkpoint(p.data, p.model, p.evaluate, p.device, EvaluatePaths(
-                cache, out / "checkpoints" / "best.pt", out / "eval.json", out / "eval_classes.json", out / "plots"))
+            results[name] = evaluate_checkpoint(p.data, p.inference, p.evaluate, p.device, EvaluatePaths(
+                cache, out / "checkpoints", out / "eval.json", out / "eval_classes.json", out / "plots",
+                out / "per_image.csv"))
     classes = list(next(iter(results.values()))["class_iou"])
     rows = [("val mIoU", *(f"{r['miou']:.3f}" for r in results.values()))]
     rows += [(c, *("n/a" if math.isnan(r["class_iou"][c]) else f"{r['class_iou'][c]:.3f}" for r in results.values()))

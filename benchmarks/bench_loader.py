@@ -28,8 +28,8 @@ from citypipe.data.dataset import EvalFrames, TrainCrops
 from citypipe.data.layout import cache_path
 from citypipe.data.transforms import TrainTransform
 
-RECIPE = TrainTransform(base_size=(1024, 2048), scale_range=(0.5, 2.0), crop_size=(512, 1024), hflip=0.5,
-                        photometric=True, cat_max_ratio=0.75)
+RECIPE = TrainTransform(base_size=(1024, 2048), scale_range=(0.5, 2.0), crop_size=(512, 1024), flip_prob=0.5,
+                        photometric="mmseg", cat_max_ratio=0.75, resize="bilinear")  # profiles/cityscapes.yaml
 
 
 class TorchvisionReference(Dataset):

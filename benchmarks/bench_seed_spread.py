@@ -35,7 +35,8 @@ def run_seed(seed: int, work: Path) -> dict:
                     "--checkpoints", str(out / "checkpoints"), "--live-dir", str(out / "dvclive"),
                     "--log", str(out / "train.log")], cwd=REPO, check=True, capture_output=True)
     subprocess.run([sys.executable, str(REPO / "stages" / "evaluate.py"), *common,
-                    "--checkpoint", str(out / "checkpoints" / "best.pt"), "--metrics", str(out / "eval.json"),
+                    "--data-root", params["data"]["root"],
+                    "--checkpoints", str(out / "checkpoints"), "--metrics", str(out / "eval.json"),
                     "--class-metrics", str(out / "eval_classes.json"), "--plots", str(out / "plots")],
                    cwd=REPO, check=True, capture_output=True)
     return json.loads((out / "eval.json").read_text())

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import click
 
-from citypipe.command_line import is_out_of_memory, params_option, reports_errors
+from citypipe.command_line import params_option, reports_errors
 from citypipe.errors import CitypipeError, first_line
-from citypipe.params import check_plain_name, scale_to_zero
+from citypipe.params import check_plain_name
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 POSITIVE = click.IntRange(min=1)
 
 
@@ -37,79 +36,15 @@ def main() -> None:
     """citypipe: Cityscapes semantic segmentation (the DVC stages live in dvc.yaml)."""
 
 
-def _scales(ctx, param, values: tuple[str, ...]) -> tuple[float, ...]:
-    """--scales 0.75,1.0,1.25 or --scales 0.75 --scales 1.0 -> (0.75, 1.0, 1.25)."""
+def _scales(ctx, param, values: tuple[str, ...]) -> tuple[float, ...] | None:
+    """--scales 0.75,1.0,1.25 or --scales 0.75 --scales 1.0 -> (0.75, 1.0, 1.25); None if not given."""
     try:
         scales = tuple(float(s) for value in values for s in value.split(",") if s.strip())
     except ValueError:
         raise click.BadParameter(f"{','.join(values)!r} is not a list of numbers like 0.75,1.0,1.25") from None
-    if any(s <= 0 for s in scales):
+    if any(not s > 0 for s in scales):
         raise click.BadParameter(f"{','.join(values)!r}: scales must be positive")
-    return scales or (1.0,)
-
-
-def check_scales(source: Path, size: tuple[int, int], scales: tuple[float, ...]) -> None:
-    """A scale that rounds the network input to zero pixels cannot be predicted: say which, before the model runs."""
-    bad = scale_to_zero(size, scales)
-    if bad is not None:
-        raise CitypipeError(f"--scales {bad}: {source} at {size[0]}x{size[1]} would be {round(size[0] * bad)}x"
-                            f"{round(size[1] * bad)} pixels (expected scales that keep at least 1 pixel)")
-
-
-def _data_root(data_root: Path | None, params_path: str) -> Path:
-    if data_root is not None:
-        return data_root
-    from citypipe.params import load_params
-
-    return Path(load_params(params_path).data.root)
-
-
-def _inputs(image: Path) -> tuple[Path, list[Path]]:
-    """(the folder outputs mirror, the images): a folder is searched recursively (split/city/...)."""
-    if image.is_dir():
-        files = sorted(p for p in image.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not files:
-            raise CitypipeError(f"{image}: folder has no images ({', '.join(IMAGE_SUFFIXES)}), sub-folders included")
-        return image, files
-    if not image.is_file():
-        raise CitypipeError(f"{image}: no such image or folder")
-    return image.parent, [image]
-
-
-def _targets(output: Path, base: Path, source: Path, many: bool) -> dict[str, Path]:
-    """Where one image's overlay and masks go: OUT/<path below base>/<stem>_overlay.png, or OUT itself."""
-    if many:
-        stem = output / source.relative_to(base).parent / source.stem
-        return {kind: stem.with_name(f"{stem.name}_{kind}.png") for kind in ("overlay", "trainIds", "labelIds")}
-    return {"overlay": output, **{kind: output.with_name(f"{output.stem}_{kind}.png") for kind in ("trainIds", "labelIds")}}
-
-
-def _check_output(output: Path, many: bool) -> None:
-    if not many and output.is_dir():
-        raise CitypipeError(f"--output {output}: is a folder; give a file name for the overlay (e.g. {output / 'overlay.png'})")
-    if many and output.exists() and not output.is_dir():
-        raise CitypipeError(f"--output {output}: is a file; give a folder for a folder of images")
-
-
-def _slide_window(mode, crop_size, stride, params_path):
-    """--crop-size / --stride, defaulting to the evaluate stage's window in slide mode (read once)."""
-    if mode == "slide" and (crop_size is None or stride is None):
-        from citypipe.params import load_params
-
-        evaluate = load_params(params_path).evaluate
-        crop_size, stride = crop_size or tuple(evaluate.crop_size), stride or tuple(evaluate.stride)
-    return crop_size, stride
-
-
-def _inference_config(mode, size, crop_size, stride, flip, scales):
-    from citypipe.params import stride_leaves_gaps
-    from citypipe.prediction.inference import InferenceConfig
-
-    crop_size, stride = tuple(crop_size or size), tuple(stride or size)
-    if mode == "slide" and stride_leaves_gaps(stride, crop_size):
-        raise CitypipeError(f"--stride {' '.join(map(str, stride))}: expected at most --crop-size "
-                            f"{' '.join(map(str, crop_size))} on each axis (a larger stride leaves pixels unpredicted)")
-    return InferenceConfig(mode, size, crop_size, stride, flip, scales)
+    return scales or None
 
 
 @main.command()
@@ -118,76 +53,46 @@ def _inference_config(mode, size, crop_size, stride, flip, scales):
 @click.option("--data-root", type=click.Path(path_type=Path), default=None,
               help="For --split (default: data.root in --params).")
 @params_option
-@click.option("--checkpoint", required=True, type=click.Path(path_type=Path))
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=Path("checkpoints/best.pt"), show_default=True,
+              help="The trained model (the train stage writes checkpoints/best.pt and last.pt).")
 @click.option("--output", required=True, type=click.Path(path_type=Path),
               help="Overlay PNG for one image; a folder (mirroring the input's sub-folders) for a folder or a split.")
-@click.option("--image-size", type=(POSITIVE, POSITIVE), default=None,
-              help="Network input size H W (default: the image's own size).")
+@click.option("--mode", type=click.Choice(["whole", "slide"]), default=None, help="Default: whole.")
+@click.option("--size", type=(POSITIVE, POSITIVE), default=None,
+              help="Network input size H W in whole mode (default: the size the checkpoint was validated at).")
+@click.option("--crop-size", type=(POSITIVE, POSITIVE), default=None,
+              help="Slide window H W at the image's resolution (default: the checkpoint's train.crop_size).")
+@click.option("--stride", type=(POSITIVE, POSITIVE), default=None, help="Slide stride H W (default: 2/3 of the window).")
+@click.option("--flip/--no-flip", default=None, help="Average with the horizontally flipped image (default: no).")
+@click.option("--scales", multiple=True, callback=_scales, help="Multi-scale averaging, e.g. 0.75,1.0,1.25 (default: 1.0).")
+@click.option("--amp", is_flag=True, help="Predict under device.amp's autocast on CUDA (faster); by default in fp32, as evaluate scores.")
 @click.option("--mask", type=click.Choice(["none", "trainids", "labelids"]), default="none", show_default=True,
               help="Also write the mask next to the overlay (*_trainIds.png / *_labelIds.png).")
-@click.option("--device", "device_type", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
-              show_default=True)
+@click.option("--device", "device_type", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None,
+              help="Override device.type of --params (whose device section is used).")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
-@click.option("--mode", type=click.Choice(["whole", "slide"]), default="whole", show_default=True)
-@click.option("--flip", is_flag=True, help="Average with the horizontally flipped image.")
-@click.option("--scales", multiple=True, callback=_scales, help="Multi-scale averaging, e.g. 0.75,1.0,1.25.")
-@click.option("--crop-size", type=(POSITIVE, POSITIVE), default=None,
-              help="Slide window H W (default: evaluate.crop_size in --params).")
-@click.option("--stride", type=(POSITIVE, POSITIVE), default=None, help="Slide stride H W (default: evaluate.stride).")
-@click.option("--amp", is_flag=True, help="Predict under bf16 autocast on CUDA (faster); by default in fp32, as evaluate scores.")
 @reports_errors
-def infer(image, split, data_root, params_path, checkpoint, output, image_size, mask, device_type, alpha, mode, flip,
-          scales, crop_size, stride, amp) -> None:
-    """Segment IMAGE (a file, or a folder searched recursively) or --split, and write colour overlays."""
+def infer(image, split, data_root, params_path, checkpoint, output, mode, size, crop_size, stride, flip, scales, amp,
+          mask, device_type, alpha) -> None:
+    """Segment IMAGE (a file, or a folder searched recursively) or --split; write overlays with a legend.
+
+    Test-time settings default to those the checkpoint was validated with; the options override them.
+    """
     if (image is None) == (split is None):
         raise CitypipeError("give either IMAGE or --split NAME")
+    from citypipe.params import load_params
+
+    params = load_params(params_path, {"device.type": device_type} if device_type else None)
     if split is not None:
         check_plain_name("--split", split)
-        image = _data_root(data_root, params_path) / "leftImg8bit" / split
+        image = (data_root or Path(params.data.root)) / "leftImg8bit" / split
         if not image.is_dir():
             raise CitypipeError(f"--split {split}: no folder {image}")
-    base, inputs = _inputs(image)
-    many = image.is_dir()
-    _check_output(output, many)
-    from citypipe.atomic import refuse_overwriting
+    from citypipe.infer import InferOptions, infer_images
 
-    refuse_overwriting(inputs, [t for s in inputs for k, t in _targets(output, base, s, many).items()
-                                if k == "overlay" or k.lower() == mask])
-    crop_size, stride = _slide_window(mode, crop_size, stride, params_path)
-
-    import numpy as np
-    import torch
-
-    from citypipe.atomic import write_png
-    from citypipe.data.dataset import open_image
-    from citypipe.models.checkpoint import load_model
-    from citypipe.prediction.predictor import Predictor
-    from citypipe.runtime import make_runtime
-    from citypipe.submission.files import to_label_ids
-    from citypipe.visualization.panels import overlay
-
-    runtime = make_runtime(device_type, "bf16", False, True, 0)
-    model = load_model(checkpoint, None, runtime.device)
-    for source in inputs:
-        picture = np.array(open_image(source))  # (H, W, 3) uint8
-        size = tuple(image_size) if image_size else picture.shape[:2]
-        check_scales(source, size if mode == "whole" else picture.shape[:2], scales)  # slide scales the image itself
-        config = _inference_config(mode, size, crop_size, stride, flip, scales)
-        tensor = torch.from_numpy(picture).permute(2, 0, 1)[None].to(runtime.device)
-        try:
-            train_ids = Predictor(model, runtime, config, amp).predict(tensor)[0].cpu().numpy()
-        except (RuntimeError, MemoryError) as error:  # torch.OutOfMemoryError is a RuntimeError
-            if not is_out_of_memory(error):
-                raise
-            raise CitypipeError(f"{source}: out of memory at {size[0]}x{size[1]} on {runtime.device} "
-                                f"(use --image-size to run the network smaller)") from None
-        targets = _targets(output, base, source, many)
-        write_png(targets["overlay"], overlay(picture, train_ids, alpha))
-        if mask == "trainids":
-            write_png(targets["trainIds"], train_ids)
-        elif mask == "labelids":
-            write_png(targets["labelIds"], to_label_ids(train_ids))
-    click.echo(f"infer: {len(inputs)} image(s) -> {output}")
+    options = InferOptions(mode, size, crop_size, stride, flip, scales, amp, mask, alpha)
+    count = infer_images(image, output, checkpoint, params.device, options)
+    click.echo(f"infer: {count} image(s) -> {output}")
 
 
 @main.command()
@@ -199,17 +104,25 @@ def infer(image, split, data_root, params_path, checkpoint, output, image_size, 
 @click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=Path("."), help="The DVC project.")
 @click.option("--metrics", "eval_file", default="metrics/eval.json", show_default=True,
               help="The evaluate stage's metrics file (siblings like metrics/eval_classes.json are merged in).")
+@click.option("--per-image-counts", "counts_file", default="plots/eval/per_image_counts.npy", show_default=True,
+              help="evaluate's per-image counts, read at each experiment's revision for the paired bootstrap.")
+@click.option("--resamples", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Paired bootstrap resamples of the frames.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the paired bootstrap's draws.")
 @reports_errors
 def compare(baseline: str | None, markdown: bool, top_classes: int, all_branches: bool, repo: Path,
-            eval_file: str) -> None:
+            eval_file: str, counts_file: str, resamples: int, seed: int) -> None:
     """Compare the workspace, the baseline commit and its `dvc exp` experiments: params that differ,
-    mIoU / pixel accuracy / iIoU with the change from the baseline, and the classes that moved most."""
-    from citypipe.compare import collect_experiments, report
+    mIoU / pixel accuracy / iIoU / boundary mIoU with the change from the baseline, the classes that moved
+    most, each experiment's paired bootstrap change on the same frames (per-class with --md), and the
+    spread of experiments that differ only in train.seed."""
+    from citypipe.compare import collect_experiments, read_per_image_counts, report
 
-    experiments, head = collect_experiments(repo, all_branches, eval_file)
+    experiments, head, revs = collect_experiments(repo, all_branches, eval_file)
     if not experiments:
         raise CitypipeError(f"{repo}: no experiments with metrics (run `dvc exp run` first)")
-    click.echo(report(experiments, baseline or head, top_classes, markdown), nl=False)
+    counts = read_per_image_counts(repo, revs, counts_file)
+    click.echo(report(experiments, baseline or head, top_classes, markdown, counts, resamples, seed), nl=False)
 
 
 def profile_path(params_file: Path, name: str) -> Path:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from citypipe.errors import CitypipeError
+from citypipe.errors import CitypipeError, is_out_of_memory
 
 
 def citypipe_message(error: CitypipeError) -> str:
@@ -29,23 +29,14 @@ def citypipe_message(error: CitypipeError) -> str:
     return last.split(": ", 1)[1] if ": " in last else last
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    """torch.OutOfMemoryError (CUDA), MemoryError (numpy), or a RuntimeError from another allocator
-    (CPU: "can't allocate memory", MPS: "out of memory"); by name, so that no stage imports torch for it."""
-    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
-        return True
-    text = str(error)
-    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
 def _allocation(error: BaseException) -> str:
     """'RuntimeError allocating 20.00 GiB' from torch's or numpy's long message."""
     found = re.search(r"allocate ([\d.]+ ?[A-Za-z]+)", str(error))
     return f"{type(error).__name__} allocating {found.group(1)}" if found else type(error).__name__
 
 
-OUT_OF_MEMORY = ("out of memory ({}); use smaller images or batches: evaluate.size, evaluate.batch_size, "
-                 "train.crop_size, train.batch_size in params.yaml, or --image-size for citypipe infer")
+OUT_OF_MEMORY = ("out of memory ({}); use smaller images or batches: inference.size, inference.batch_size, "
+                 "train.crop_size, train.batch_size, train.val_batch_size in params.yaml, or --size for citypipe infer")
 
 
 def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -116,8 +107,10 @@ def stage_outputs(*outputs: Any, lock: bool = True, memory: dict[str, str] | Non
 
 params_option = click.option("--params", "params_path", default="params.yaml", show_default=True,
                              type=click.Path(dir_okay=False), help="The pipeline's params.yaml.")
-# the inputs several stages read, with the paths dvc.yaml gives them
-cache_option = click.option("--cache", default="data/trainids", show_default=True,
-                            help="prepare-labels' trainId cache.")
-checkpoint_option = click.option("--checkpoint", default="checkpoints/best.pt", show_default=True,
-                                 help="The trained model.")
+# the inputs several stages read; dvc.yaml's commands give every path (the one place that owns them)
+cache_option = click.option("--cache", required=True, type=click.Path(file_okay=False),
+                            help="prepare-labels' trainId cache (read).")
+data_root_option = click.option("--data-root", required=True, type=click.Path(file_okay=False),
+                                help="The dataset in the official layout (read); dvc.yaml passes ${data.root}.")
+checkpoints_option = click.option("--checkpoints", required=True, type=click.Path(file_okay=False),
+                                  help="The train stage's folder; inference.checkpoint picks best.pt or last.pt (read).")

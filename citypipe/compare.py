@@ -1,8 +1,10 @@
 """Compare experiments side by side: the params that differ, the headline metrics with their change from a
-baseline (and the bootstrap interval where eval.json has one), and the classes whose IoU moved most.
+baseline (and the bootstrap interval where eval.json has one), the classes whose IoU moved most, the paired
+bootstrap of each experiment's change against the baseline on the same frames (from the per-image counts
+evaluate writes), and the mean and spread of experiments that differ only in train.seed.
 
-Pure functions over `{experiment name: (params, eval metrics)}`; `collect_experiments` at the end is the one
-that asks DVC (`dvc exp show --json`) and git."""
+Pure functions over `{experiment name: (params, eval metrics)}` and `{name: per-image counts}`;
+`collect_experiments` and `read_per_image_counts` at the end are the ones that ask DVC and git."""
 from __future__ import annotations
 
 import json
@@ -12,11 +14,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from citypipe.errors import CitypipeError
+from citypipe.evaluation.paired import Change, paired_changes
+from citypipe.evaluation.counts_file import read_counts_array
+from citypipe.labels import class_names
 
-HEADLINE = ("miou", "pixel_acc", "iiou")
+HEADLINE = ("miou", "pixel_acc", "iiou", "boundary_miou")
+PAIRED = ("miou", "boundary_miou")
+SEED_KEY = "train.seed"
 
 Experiments = dict[str, tuple[dict[str, Any], dict[str, Any]]]  # name -> (params, eval metrics)
 
@@ -82,7 +90,8 @@ def headline_table(experiments: Experiments, baseline: str) -> pd.DataFrame:
         rows.append(row)
     frame = pd.DataFrame(rows, index=pd.Index(names, name="experiment"))
     empty = [c for c in frame.columns if c.endswith(" ci95") and not frame[c].astype(bool).any()]
-    return frame.drop(columns=empty)
+    missing = [c for key in HEADLINE if frame[key].isna().all() for c in (key, f"Δ{key}")]  # e.g. older eval.json
+    return frame.drop(columns=empty + missing)
 
 
 def moved_classes(experiments: Experiments, baseline: str, top: int, key: str = "class_iou") -> pd.DataFrame:
@@ -122,13 +131,96 @@ def render(frame: pd.DataFrame, markdown: bool) -> str:
     return cells.to_string()
 
 
-def report(experiments: Experiments, baseline: str, top: int, markdown: bool) -> str:
+def _signed_interval(change: Change) -> str:
+    return "-" if change.low != change.low else f"[{change.low:+.4f}, {change.high:+.4f}]"
+
+
+def paired_comparisons(counts: dict[str, np.ndarray | None], baseline: str, resamples: int, seed: int,
+                       ) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """A row per other experiment: the change in mIoU and boundary mIoU against the baseline on the same frames,
+    its 95% paired bootstrap interval and a verdict; and {experiment: paired_changes(...)} for the class tables.
+    Experiments without per-image counts, or scored on other frames, get a row that says so."""
+    base = counts.get(baseline)
+    rows, changes = {}, {}
+    for name, other in counts.items():
+        if name == baseline:
+            continue
+        row: dict[str, Any] = {}
+        try:
+            if base is None or other is None:
+                raise ValueError("no per-image counts (evaluate before this feature, or not run)")
+            changes[name] = paired_changes(base, other, resamples, seed, class_names())
+        except ValueError as error:
+            rows[name] = {"note": str(error)}
+            continue
+        for key in PAIRED:
+            change = changes[name][key]
+            row[f"Δ{key}"], row[f"Δ{key} ci95"], row[f"{key} verdict"] = change.value, _signed_interval(change), change.verdict
+        rows[name] = row
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "experiment"
+    return frame, changes
+
+
+def class_change_table(changes: dict[str, dict], key: str = "class_iou") -> pd.DataFrame:
+    """A row per class, a column per experiment: 'change [low, high]' of its IoU against the baseline."""
+    names = class_names()
+    cells = {experiment: ["-" if c.value != c.value else f"{c.value:+.4f} {_signed_interval(c)}"
+                          for c in (changed[key][n] for n in names)] for experiment, changed in changes.items()}
+    return pd.DataFrame(cells, index=pd.Index(names, name="class"))
+
+
+def seed_groups(experiments: Experiments) -> list[list[str]]:
+    """Groups of experiments whose params are equal except train.seed, one per seed (the workspace only where
+    no experiment has its seed: after `dvc exp run` it repeats the last one), with 2+ seeds, in order."""
+    groups: dict[str, dict[str, str]] = {}  # params without the seed -> {seed: experiment}
+    for name in sorted(experiments, key=lambda n: n == "workspace"):  # stable: the workspace last
+        flat = flatten(experiments[name][0])
+        rest = json.dumps({k: v for k, v in flat.items() if k != SEED_KEY}, sort_keys=True)
+        groups.setdefault(rest, {}).setdefault(json.dumps(flat.get(SEED_KEY)), name)
+    order = {n: i for i, n in enumerate(experiments)}
+    return [sorted(g.values(), key=order.get) for g in groups.values() if len(g) > 1]
+
+
+def seed_spread(experiments: Experiments, group: list[str]) -> pd.DataFrame:
+    """Mean, sample standard deviation, min and max of each headline metric over one seed group."""
+    rows = {}
+    for key in HEADLINE:
+        values = np.array([_number(experiments[n][1], key) for n in group])
+        values = values[~np.isnan(values)]
+        if values.size:
+            rows[key] = {"n": str(values.size), "mean": values.mean(),
+                         "std": values.std(ddof=1) if values.size > 1 else math.nan,
+                         "min": values.min(), "max": values.max()}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "metric"
+    return frame
+
+
+def _section(parts: list[str], title: str, frame: pd.DataFrame, markdown: bool) -> None:
+    parts.append(f"### {title}" if markdown else f"{title}:")
+    parts.append(render(frame, markdown))
+
+
+def report(experiments: Experiments, baseline: str, top: int, markdown: bool,
+           counts: dict[str, np.ndarray | None] | None = None, resamples: int = 1000, seed: int = 0) -> str:
     parts = [render(headline_table(experiments, baseline), markdown)]
     classes = moved_classes(experiments, baseline, top)
     if len(classes) and len(classes.columns) > 1:
-        title = f"Classes whose IoU moved most vs {baseline}"
-        parts.append(f"### {title}" if markdown else f"{title}:")
-        parts.append(render(classes, markdown))
+        _section(parts, f"Classes whose IoU moved most vs {baseline}", classes, markdown)
+    if counts and len(counts) > 1:
+        paired, changes = paired_comparisons(counts, baseline, resamples, seed)
+        frames = len(counts[baseline]) if counts.get(baseline) is not None else 0
+        _section(parts, f"Paired changes vs {baseline} on the same {frames} frames (95% bootstrap, {resamples} "
+                        f"resamples of the frames, seed {seed})", paired, markdown)
+        if markdown and changes:
+            _section(parts, f"Per-class IoU change vs {baseline} [95% paired interval]", class_change_table(changes),
+                     markdown)
+            _section(parts, f"Per-class boundary IoU change vs {baseline} [95% paired interval]",
+                     class_change_table(changes, "class_boundary_iou"), markdown)
+    for group in seed_groups(experiments):
+        _section(parts, f"Seed spread over {', '.join(group)} (only {SEED_KEY} differs)",
+                 seed_spread(experiments, group), markdown)
     return "\n\n".join(parts) + "\n"
 
 
@@ -190,11 +282,35 @@ def _run(command: list[str], cwd: Path) -> str:
     return result.stdout
 
 
-def collect_experiments(repo: Path, all_branches: bool, eval_file: str = "metrics/eval.json") -> tuple[Experiments, str]:
-    """({name: (params, eval metrics)}, the name of HEAD's baseline row) from `dvc exp show --json` in `repo`."""
+def collect_experiments(repo: Path, all_branches: bool, eval_file: str = "metrics/eval.json",
+                        ) -> tuple[Experiments, str, dict[str, str]]:
+    """({name: (params, eval metrics)}, the name of HEAD's baseline row, {name: git rev}) from
+    `dvc exp show --json` in `repo`."""
     command = [sys.executable, "-m", "dvc", "exp", "show", "--json", *(["--all-branches"] if all_branches else [])]
     entries = json.loads(_run(command, repo))
     experiments, revs = experiments_from_exp_show(entries, eval_file)
     head = _run(["git", "rev-parse", "HEAD"], repo).strip()
     baseline = next((n for n, r in revs.items() if r == head), "workspace")
-    return experiments, baseline
+    return experiments, baseline, revs
+
+
+def read_per_image_counts(repo: Path, revs: dict[str, str], path: str) -> dict[str, np.ndarray | None]:
+    """{name: per_image_counts.npy of that experiment} read through DVC at each rev (git-tracked or in the DVC
+    cache alike; "workspace" reads the working tree); None where the revision has no such file."""
+    import dvc.api  # slow to import: only when comparing
+    from dvc.exceptions import PathMissingError
+
+    counts: dict[str, np.ndarray | None] = {}
+    for name, rev in revs.items():
+        source = f"{path}@{name}"
+        try:
+            with dvc.api.open(path, repo=str(repo), rev=None if rev == "workspace" else rev, mode="rb") as handle:
+                data = handle.read()
+        except (FileNotFoundError, PathMissingError):
+            counts[name] = None
+            continue
+        try:
+            counts[name] = read_counts_array(data, source)
+        except ValueError as error:
+            raise CitypipeError(str(error)) from None
+    return counts

@@ -5,8 +5,11 @@ are errors that name the key, and each section checks its own ranges.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import json
 import re
+import os
 import sys
 import typing
 from dataclasses import dataclass
@@ -18,6 +21,38 @@ import yaml
 from citypipe.errors import CitypipeError, first_line
 
 Size = tuple[int, int]  # (H, W)
+
+# CITYPIPE_PARAMS_TRACE=FOLDER: each process that loads params writes FOLDER/<script>.json, the
+# sorted 'section.key' names its code read, at exit. tests/test_dvc_pipeline.py compares them with
+# each stage's params in dvc.yaml: a stage must depend on exactly the keys it reads.
+TRACE_VARIABLE = "CITYPIPE_PARAMS_TRACE"
+_keys_read: set[str] | None = None
+
+
+class _Traced:
+    """Records which fields of a loaded section are read, while tracing is on."""
+
+    _section: str = ""
+
+    def __getattribute__(self, name: str):
+        if _keys_read is not None and not name.startswith("_") and name in type(self).__dataclass_fields__:
+            _keys_read.add(f"{object.__getattribute__(self, '_section')}.{name}")
+        return object.__getattribute__(self, name)
+
+
+def _start_trace(folder: str) -> None:
+    global _keys_read
+    if _keys_read is not None:
+        return
+    _keys_read = set()
+    target = Path(folder) / f"{Path(sys.argv[0]).stem or 'python'}.json"
+
+    def write() -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        known = set(json.loads(target.read_text())) if target.is_file() else set()
+        target.write_text(json.dumps(sorted(known | _keys_read)))
+
+    atexit.register(write)
 
 
 def _fail(key: str, expected: str, value: Any) -> None:
@@ -74,7 +109,7 @@ def scale_to_zero(size: tuple[int, int], scales: tuple[float, ...]) -> float | N
 
 
 @dataclass(frozen=True)
-class DataParams:
+class DataParams(_Traced):
     root: str  # a folder in the official Cityscapes layout (leftImg8bit/, gtFine/)
     cities: tuple[str, ...]  # per split: each split keeps the named cities it has (layout.find_samples); empty = all
 
@@ -85,7 +120,7 @@ class DataParams:
 
 
 @dataclass(frozen=True)
-class DeviceParams:
+class DeviceParams(_Traced):
     type: Literal["auto", "cpu", "cuda", "mps"]  # auto: cuda > mps > cpu
     amp: Literal["none", "bf16", "fp16"]  # mixed precision, CUDA only
     channels_last: bool  # CUDA only
@@ -103,7 +138,7 @@ class DeviceParams:
 
 
 @dataclass(frozen=True)
-class SynthesizeParams:
+class SynthesizeParams(_Traced):
     seed: int
     height: int
     width: int
@@ -128,7 +163,7 @@ class SynthesizeParams:
 
 
 @dataclass(frozen=True)
-class PrepareParams:
+class PrepareParams(_Traced):
     class_weighting: Literal["none", "inverse_log", "median_frequency"]
     inverse_log_c: float  # ENet's c in w = 1 / ln(c + p)
     sample_weighting: Literal["none", "rare_class"]
@@ -141,17 +176,22 @@ class PrepareParams:
 
 
 @dataclass(frozen=True)
-class ModelParams:
+class ModelParams(_Traced):
     arch: Literal["deeplabv3", "deeplabv3plus"]
     backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101"]
     output_stride: Literal[8, 16]
     pretrained: Literal["none", "IMAGENET1K_V1", "IMAGENET1K_V2"]  # torchvision's ImageNet weights (V2: resnet50/101 only)
     weights_file: str  # a local backbone state dict (torchvision keys); "" = none
     aux_head: bool  # auxiliary FCN head on layer3
+    head_channels: int  # ASPP and decoder width: 256 (the DeepLabV3+ paper, torchvision) or 512 (mmseg)
+    head_style: Literal["torchvision", "mmseg"]  # fusion, dropout, separable convs and init (models/deeplab.py)
+
+    def __post_init__(self) -> None:
+        _check_positive("model", self, "head_channels")
 
 
 @dataclass(frozen=True)
-class TrainParams:
+class TrainParams(_Traced):
     seed: int
     epochs: int
     batch_size: int
@@ -159,8 +199,9 @@ class TrainParams:
     scale_range: tuple[float, float]
     crop_size: Size
     cat_max_ratio: float  # retry crops with < 2 classes or one class at this share or more (1.0 = off)
-    hflip: float  # probability
-    photometric: bool
+    flip_prob: float  # probability of a horizontal flip
+    photometric: Literal["none", "simple", "mmseg"]  # simple: RGB jitter, one clip; mmseg: PhotoMetricDistortion (HSV, hue)
+    resize: Literal["antialias", "bilinear"]  # image filter of the random scale: PIL's antialiased, or cv2's INTER_LINEAR
     optimizer: Literal["sgd", "adamw"]
     lr: float
     momentum: float
@@ -179,19 +220,22 @@ class TrainParams:
     ohem_thresh: float
     ohem_min_kept: int  # per image: a batch of N keeps at least N x this hardest pixels (mmseg)
     aux_weight: float
+    loss_average: Literal["valid", "all"]  # the loss's mean over non-ignored pixels, or over all (mmseg: ignored as 0)
     sampler: Literal["weighted", "uniform"]
     val_every: int
-    workers: int
+    val_size: Size  # validation predicts whole val images at this network input size (H, W)
+    val_batch_size: int
+    workers: int  # for the train and the validation loader
 
     def __post_init__(self) -> None:
         _check_positive("train", self, "epochs", "batch_size", "base_size", "crop_size", "lr",
                         "scale_range", "grad_accum_steps", "val_every", "backbone_lr_mult",
-                        "head_lr_mult", "ohem_min_kept")
+                        "head_lr_mult", "ohem_min_kept", "val_size", "val_batch_size")
         _check_seed("train.seed", self.seed)
         for name in ("momentum", "weight_decay", "poly_power", "min_lr", "aux_weight", "warmup_iters", "workers"):
             if getattr(self, name) < 0:
                 _fail(f"train.{name}", "a value >= 0", getattr(self, name))
-        _check_range("train", self, "hflip", 0.0, 1.0)
+        _check_range("train", self, "flip_prob", 0.0, 1.0)
         _check_range("train", self, "cat_max_ratio", 0.0, 1.0)
         if self.min_lr > self.lr:
             _fail("train.min_lr", f"a value <= train.lr ({self.lr})", self.min_lr)
@@ -207,58 +251,72 @@ def stride_leaves_gaps(stride: Size, crop_size: Size) -> bool:
 
 
 @dataclass(frozen=True)
-class EvaluateParams:
-    split: Literal["val", "train"]
+class InferenceParams(_Traced):
+    """Test-time prediction, shared by every stage that predicts (evaluate, visualize, export-submission)
+    and by `citypipe infer`: trying a setting here never retrains the model."""
+
+    checkpoint: Literal["best", "last"]  # best: chosen on val (optimistic when val is also reported); last: the final weights
     mode: Literal["whole", "slide"]
     size: Size  # network input size for whole-image inference (H, W)
     crop_size: Size  # sliding window size (H, W), at the original resolution
     stride: Size
-    hflip: bool  # average with the flipped prediction
+    flip: bool  # average with the horizontally flipped prediction
     scales: tuple[float, ...]  # multi-scale averaging, relative to `size` / the original
     amp: bool  # predict under device.amp's autocast; false = fp32, as the official numbers are scored
     batch_size: int
     workers: int
-    bootstrap_resamples: int  # resamples of the images behind eval.json's 95% intervals
-    bootstrap_seed: int
 
     def __post_init__(self) -> None:
-        _check_positive("evaluate", self, "size", "crop_size", "stride", "batch_size", "scales", "bootstrap_resamples")
+        _check_positive("inference", self, "size", "crop_size", "stride", "batch_size", "scales")
         if not self.scales:
-            _fail("evaluate.scales", "at least one scale", [])
+            _fail("inference.scales", "at least one scale", [])
         if self.workers < 0:
-            _fail("evaluate.workers", "a value >= 0", self.workers)
-        _check_seed("evaluate.bootstrap_seed", self.bootstrap_seed)
+            _fail("inference.workers", "a value >= 0", self.workers)
         if self.mode == "whole" and scale_to_zero(self.size, self.scales) is not None:
-            _fail("evaluate.scales", f"scales that keep evaluate.size {list(self.size)} at least 1 pixel",
+            _fail("inference.scales", f"scales that keep inference.size {list(self.size)} at least 1 pixel",
                   scale_to_zero(self.size, self.scales))
-        self._check_windows_cover()
-
-    def _check_windows_cover(self) -> None:
         if self.mode == "slide" and stride_leaves_gaps(self.stride, self.crop_size):
-            _fail("evaluate.stride", f"a value <= evaluate.crop_size {list(self.crop_size)} on each axis "
+            _fail("inference.stride", f"a value <= inference.crop_size {list(self.crop_size)} on each axis "
                   "(a larger stride leaves pixels uncovered in mode slide)", list(self.stride))
 
 
 @dataclass(frozen=True)
-class VisualizeParams:
+class EvaluateParams(_Traced):
+    split: Literal["val", "train"]
+    bootstrap_resamples: int  # resamples of the images behind eval.json's 95% intervals
+    bootstrap_seed: int
+    boundary_dilation_ratio: float  # Boundary IoU's band: d = max(1, round(ratio * image diagonal)) pixels
+    trimap_widths: tuple[int, ...]  # trimap mIoU: pixels within k px of a ground-truth class boundary, per k
+
+    def __post_init__(self) -> None:
+        _check_positive("evaluate", self, "bootstrap_resamples")
+        _check_seed("evaluate.bootstrap_seed", self.bootstrap_seed)
+        if not 0.0 < self.boundary_dilation_ratio < 1.0:
+            _fail("evaluate.boundary_dilation_ratio", "a value in (0, 1)", self.boundary_dilation_ratio)
+        widths = list(self.trimap_widths)
+        if not widths or widths[0] < 1 or widths != sorted(set(widths)) or len(widths) > 16:
+            _fail("evaluate.trimap_widths", "1 to 16 increasing pixel widths >= 1", widths)
+
+
+@dataclass(frozen=True)
+class VisualizeParams(_Traced):
     num_samples: int
     seed: int
     ids: tuple[str, ...]  # explicit '{city}_{seq}_{frame}' ids; overrides num_samples
     alpha: float  # overlay opacity
+    worst_frames: int  # panels of the k frames with the lowest mIoU (metrics/per_image.csv); 0 = none
 
     def __post_init__(self) -> None:
         _check_positive("visualize", self, "num_samples")
         _check_seed("visualize.seed", self.seed)
+        if self.worst_frames < 0:
+            _fail("visualize.worst_frames", "a value >= 0", self.worst_frames)
         _check_range("visualize", self, "alpha", 0.0, 1.0)
 
 
 @dataclass(frozen=True)
-class ExportParams:
+class ExportParams(_Traced):
     split: Literal["test", "val"]
-    batch_size: int
-
-    def __post_init__(self) -> None:
-        _check_positive("export", self, "batch_size")
 
 
 @dataclass(frozen=True)
@@ -269,6 +327,7 @@ class Params:
     prepare: PrepareParams
     model: ModelParams
     train: TrainParams
+    inference: InferenceParams
     evaluate: EvaluateParams
     visualize: VisualizeParams
     export: ExportParams
@@ -320,7 +379,9 @@ def _build_section(cls: type, name: str, raw: Any) -> Any:
     if missing:
         raise CitypipeError(f"params: missing key {name}.{missing[0]}")
     values = {f: _coerce(f"{name}.{f}", hints[f], raw[f]) for f in fields}
-    return cls(**values)
+    section = cls(**values)
+    object.__setattr__(section, "_section", name)  # after validation: __post_init__'s reads are not the code's
+    return section
 
 
 def params_from_dict(raw: Any) -> Params:
@@ -389,9 +450,12 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | No
             raise CitypipeError(f"params: missing section {section}")
         raw[section][key] = value
     try:
-        return params_from_dict(raw)
+        params = params_from_dict(raw)
     except CitypipeError as error:
         raise CitypipeError(f"{path}: {error}") from None
+    if os.environ.get(TRACE_VARIABLE):
+        _start_trace(os.environ[TRACE_VARIABLE])
+    return params
 
 
 def section_dict(section: Any) -> dict[str, Any]:

@@ -57,8 +57,7 @@ def apply_profile(params_text: str, profile: dict[str, dict[str, Any]],
     checked first as the stages read it (syntax, duplicate keys, tags), so ruamel never meets a broken file.
     """
     _sections(parse_yaml(params_text, params_name), params_name, "the file to apply the profile to")
-    round_trip = YAML()  # keeps params.yaml's comments and layout
-    round_trip.preserve_quotes = True
+    round_trip = dvc_style_yaml()
     document = round_trip.load(params_text)
     changes = []
     for section, values in profile.items():
@@ -70,7 +69,8 @@ def apply_profile(params_text: str, profile: dict[str, dict[str, Any]],
             old = document[section][key]
             if _plain(old) != value:
                 changes.append(f"{section}.{key}: {_plain(old)!r} -> {value!r}")
-                document[section][key] = _flow(value)
+                document[section][key] = value
+    block_style(document)
     buffer = io.StringIO()
     round_trip.dump(document, buffer)
     new_text = buffer.getvalue()
@@ -90,10 +90,21 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _flow(value: Any) -> Any:
-    """Lists stay on one line, as params.yaml writes them ([512, 1024])."""
-    if isinstance(value, list):
-        seq = CommentedSeq(value)
-        seq.fa.set_flow_style()
-        return seq
-    return value
+def dvc_style_yaml() -> YAML:
+    """ruamel round-trip YAML set up as DVC writes params.yaml for `dvc exp run -S` (block lists, plain
+    quoting): a file in this style keeps every line but the one that `-S` sets. Comments are kept."""
+    round_trip = YAML()
+    round_trip.default_flow_style = False
+    return round_trip
+
+
+def block_style(value: Any) -> None:
+    """Every list in block style (one `- item` per line), as DVC rewrites them."""
+    if isinstance(value, dict):
+        for item in value.values():
+            block_style(item)
+    elif isinstance(value, list):
+        if isinstance(value, CommentedSeq) and len(value):  # an empty list stays [], as DVC leaves it
+            value.fa.set_block_style()
+        for item in value:
+            block_style(item)

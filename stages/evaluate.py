@@ -1,36 +1,50 @@
-"""DVC stage `evaluate`: official Cityscapes scores of a checkpoint on the val split, at full resolution."""
+"""DVC stage `evaluate`: official Cityscapes scores of the trained model on the val split, at full resolution.
+
+Reads the checkpoint (inference.checkpoint: best or last) and the trainId cache; writes the headline
+numbers with 95% bootstrap intervals (--metrics), the per-class, per-category, boundary and
+instance-size tables (--class-metrics), each frame's scores (--per-image) and the CSVs behind DVC's
+plots with the per-image counts `citypipe compare` reads (--plots). Predicts as params.yaml's
+`inference` says.
+"""
 from pathlib import Path
 
 import click
 
 from citypipe.command_line import (
     cache_option,
-    checkpoint_option,
+    checkpoints_option,
+    data_root_option,
     params_option,
     reports_errors,
     stage_outputs,
 )
-from citypipe.evaluation.evaluate import EvaluatePaths, evaluate_checkpoint
-from citypipe.params import load_params
-from citypipe.runtime import pin_cpu_numerics
 
 
-@click.command()
+@click.command(help=__doc__)
 @params_option
-@checkpoint_option
+@data_root_option
+@checkpoints_option
 @cache_option
-@click.option("--metrics", default="metrics/eval.json", show_default=True, help="Headline numbers and their intervals.")
-@click.option("--class-metrics", default="metrics/eval_classes.json", show_default=True, help="Per-class and per-category scores.")
-@click.option("--plots", default="plots/eval", show_default=True, help="Folder of class_iou.csv and confusion_matrix.csv.")
+@click.option("--metrics", required=True, type=click.Path(dir_okay=False), help="Headline numbers and their intervals (written).")
+@click.option("--class-metrics", required=True, type=click.Path(dir_okay=False), help="Per-class and per-category scores (written).")
+@click.option("--per-image", required=True, type=click.Path(dir_okay=False), help="Each frame's scores, CSV (written).")
+@click.option("--plots", required=True, type=click.Path(file_okay=False),
+              help="Folder of the plot CSVs and per_image_counts.npy (written).")
 @reports_errors
-def main(params_path: str, checkpoint: str, cache: str, metrics: str, class_metrics: str, plots: str) -> None:
-    p = load_params(params_path)
+def main(params_path: str, data_root: str, checkpoints: str, cache: str, metrics: str, class_metrics: str,
+         per_image: str, plots: str) -> None:
+    from citypipe.evaluation.evaluate import EvaluatePaths, evaluate_checkpoint
+    from citypipe.params import load_params
+    from citypipe.runtime import pin_cpu_numerics
+
+    p = load_params(params_path, {"data.root": data_root})
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
-    paths = EvaluatePaths(Path(cache), Path(checkpoint), Path(metrics), Path(class_metrics), Path(plots))
-    with stage_outputs(metrics, class_metrics, plots, memory={"": "evaluate.size or evaluate.batch_size"}):
-        scores = evaluate_checkpoint(p.data, p.model, p.evaluate, p.device, paths)
+    paths = EvaluatePaths(Path(cache), Path(checkpoints), Path(metrics), Path(class_metrics), Path(plots),
+                          Path(per_image))
+    with stage_outputs(metrics, class_metrics, per_image, plots, memory={"": "inference.size or inference.batch_size"}):
+        scores = evaluate_checkpoint(p.data, p.inference, p.evaluate, p.device, paths)
     click.echo(f"evaluate: mIoU {scores['miou']:.4f} (95% CI {scores['miou_ci95_low']:.4f}-{scores['miou_ci95_high']:.4f})"
-               f"  pixel acc {scores['pixel_acc']:.4f}  iIoU {scores['iiou']:.4f}")
+               f"  pixel acc {scores['pixel_acc']:.4f}  iIoU {scores['iiou']:.4f}  boundary mIoU {scores['boundary_miou']:.4f}")
 
 
 if __name__ == "__main__":

@@ -1,26 +1,38 @@
-"""DVC stage `export-submission`: official labelIds PNGs for the Cityscapes test server, and a zip."""
+"""DVC stage `export-submission`: official labelIds PNGs of a split for the Cityscapes test server, and a zip.
+
+Reads the checkpoint (inference.checkpoint: best or last) and the frames of export.split; writes one
+labelIds PNG per frame (--out, validated against the official naming) and the zip to upload (--zip).
+"""
 from pathlib import Path
 
 import click
 
-from citypipe.command_line import checkpoint_option, params_option, reports_errors, stage_outputs
-from citypipe.params import load_params
-from citypipe.runtime import pin_cpu_numerics
-from citypipe.submission.export import ExportPaths, export_submission
+from citypipe.command_line import (
+    checkpoints_option,
+    data_root_option,
+    params_option,
+    reports_errors,
+    stage_outputs,
+)
 
 
-@click.command()
+@click.command(help=__doc__)
 @params_option
-@checkpoint_option
-@click.option("--out", "out_dir", default="submission/labelIds", show_default=True)
-@click.option("--zip", "zip_path", default="submission/submission.zip", show_default=True)
+@data_root_option
+@checkpoints_option
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="labelIds PNGs (written).")
+@click.option("--zip", "zip_path", required=True, type=click.Path(dir_okay=False), help="The zip to upload (written).")
 @reports_errors
-def main(params_path: str, checkpoint: str, out_dir: str, zip_path: str) -> None:
-    p = load_params(params_path)
+def main(params_path: str, data_root: str, checkpoints: str, out_dir: str, zip_path: str) -> None:
+    from citypipe.params import load_params
+    from citypipe.runtime import pin_cpu_numerics
+    from citypipe.submission.export import ExportPaths, export_submission
+
+    p = load_params(params_path, {"data.root": data_root})
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
-    with stage_outputs(out_dir, zip_path, memory={"": "evaluate.size or export.batch_size"}):
-        count = export_submission(p.data, p.model, p.evaluate, p.export, p.device,
-                                  ExportPaths(Path(checkpoint), Path(out_dir), Path(zip_path)))
+    with stage_outputs(out_dir, zip_path, memory={"": "inference.size or inference.batch_size"}):
+        count = export_submission(p.data, p.inference, p.export, p.device,
+                                  ExportPaths(Path(checkpoints), Path(out_dir), Path(zip_path)))
     click.echo(f"export-submission: {count} labelIds PNGs in {out_dir}, validated; zip: {zip_path}")
 
 

@@ -1,4 +1,8 @@
-"""DVC stage `prepare-labels`: trainId cache, class statistics, class and sample weights."""
+"""DVC stage `prepare-labels`: the trainId cache, class statistics, class and sample weights.
+
+Reads data.root's gtFine labelIds; writes trainId PNGs for every split (--cache), the train split's
+class pixel shares (--class-table), the loss's class weights and the sampler's per-image weights.
+"""
 import click
 
 from citypipe.command_line import params_option, reports_errors, stage_outputs
@@ -7,15 +11,17 @@ from citypipe.prepare.label_cache import prepare_labels
 from citypipe.prepare.outputs import write_prepare_outputs
 
 
-@click.command()
+@click.command(help=__doc__)
 @params_option
+@click.option("--data-root", required=True, type=click.Path(file_okay=False),
+              help="The dataset in the official layout (read); dvc.yaml passes ${data.root}.")
 @click.option("--cache", required=True, type=click.Path(file_okay=False), help="trainId cache folder to write.")
 @click.option("--class-table", required=True, type=click.Path(dir_okay=False))
 @click.option("--class-weights", required=True, type=click.Path(dir_okay=False))
 @click.option("--sample-weights", required=True, type=click.Path(dir_okay=False))
 @reports_errors
-def main(params_path: str, cache: str, class_table: str, class_weights: str, sample_weights: str) -> None:
-    params = load_params(params_path)
+def main(params_path: str, data_root: str, cache: str, class_table: str, class_weights: str, sample_weights: str) -> None:
+    params = load_params(params_path, {"data.root": data_root})
     p = params.prepare
     with stage_outputs(cache, class_table, class_weights, sample_weights):
         results = prepare_labels(params.data.root, cache, params.data.cities, p.workers)

@@ -1,4 +1,8 @@
-"""DVC stage `synthesize`: write CitySynth, the embedded Cityscapes-format dataset."""
+"""DVC stage `synthesize`: write CitySynth, the embedded dataset, in the official Cityscapes layout.
+
+Writes leftImg8bit/ photos and gtFine/ labelIds, instanceIds, color and polygon files for the
+train, val and test splits under --out, as params.yaml's `synthesize` section says.
+"""
 import click
 
 from citypipe.command_line import params_option, reports_errors, stage_outputs
@@ -6,7 +10,7 @@ from citypipe.params import load_params
 from citypipe.synth.writer import synthesize
 
 
-@click.command()
+@click.command(help=__doc__)
 @params_option
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Data root to write.")
 @reports_errors

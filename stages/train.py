@@ -1,5 +1,8 @@
-"""DVC stage `train`: DeepLabV3 / DeepLabV3+ on the trainId cache; resumes from checkpoints/last.pt.
+"""DVC stage `train`: DeepLabV3 / DeepLabV3+ on the trainId cache, validated on val every train.val_every epochs.
 
+Reads the trainId cache and prepare-labels' class and sample weights; writes checkpoints/last.pt
+(the training state, resumed after a kill) and best.pt (the best val mIoU), DVCLive's metrics and
+per-epoch series (--live-dir) and a text log with timings (--log, not tracked by DVC).
 The original train.py flags still work, as overrides of params.yaml (for runs outside DVC).
 Multi-GPU / multi-node: torchrun --nproc_per_node=N stages/train.py ...
 """
@@ -9,23 +12,20 @@ from pathlib import Path
 import click
 
 from citypipe.command_line import cache_option, params_option, reports_errors, stage_outputs
-from citypipe.params import load_params
-from citypipe.runtime import pin_cpu_numerics
-from citypipe.training.trainer import TrainPaths, run_training
 
 
-@click.command()
+@click.command(help=__doc__)
 @params_option
 @cache_option
-@click.option("--class-weights", default="data/class_weights.json", show_default=True)
-@click.option("--sample-weights", default="data/sample_weights.json", show_default=True)
-@click.option("--checkpoints", default="checkpoints", show_default=True)
-@click.option("--live-dir", default="dvclive", show_default=True, help="DVCLive's folder: metrics.json and per-epoch plots.")
-@click.option("--log", "log_path", default="logs/train.log", show_default=True, help="Text log with timings (not tracked by DVC).")
+@click.option("--class-weights", required=True, type=click.Path(dir_okay=False), help="prepare-labels' class weights (read).")
+@click.option("--sample-weights", required=True, type=click.Path(dir_okay=False), help="prepare-labels' sample weights (read).")
+@click.option("--checkpoints", required=True, type=click.Path(file_okay=False), help="last.pt and best.pt (written).")
+@click.option("--live-dir", required=True, type=click.Path(file_okay=False), help="DVCLive's folder: metrics.json and per-epoch plots (written).")
+@click.option("--log", "log_path", required=True, type=click.Path(dir_okay=False), help="Text log with timings (written; not tracked by DVC).")
 @click.option("--data-root", default=None, help="Override data.root.")
 @click.option("--num-epochs", type=int, default=None, help="Override train.epochs.")
 @click.option("--batch-size", type=int, default=None, help="Override train.batch_size.")
-@click.option("--image-size", type=int, nargs=2, default=None, help="Override train.base_size, crop_size and evaluate.size (H W).")
+@click.option("--image-size", type=int, nargs=2, default=None, help="Override train.base_size, crop_size and val_size (H W).")
 @click.option("--device", "device_type", default=None, help="Override device.type (auto, cpu, cuda, mps).")
 @click.option("--grad-accum-steps", type=int, default=None, help="Override train.grad_accum_steps.")
 @click.option("--filter-city", multiple=True, help="Override data.cities (repeatable).")
@@ -33,21 +33,25 @@ from citypipe.training.trainer import TrainPaths, run_training
 @reports_errors
 def main(params_path, cache, class_weights, sample_weights, checkpoints, live_dir, log_path, data_root, num_epochs,
          batch_size, image_size, device_type, grad_accum_steps, filter_city, no_pretrained) -> None:
+    from citypipe.params import load_params
+    from citypipe.runtime import pin_cpu_numerics
+    from citypipe.training.trainer import TrainPaths, run_training
+
     overrides = {"data.root": data_root, "train.epochs": num_epochs, "train.batch_size": batch_size,
                  "device.type": device_type, "train.grad_accum_steps": grad_accum_steps,
                  "data.cities": list(filter_city) if filter_city else None}
     if image_size:
         overrides.update({"train.base_size": list(image_size), "train.crop_size": list(image_size),
-                          "evaluate.size": list(image_size)})
+                          "train.val_size": list(image_size)})
     if no_pretrained:
         overrides.update({"model.pretrained": "none", "model.weights_file": ""})
     p = load_params(params_path, {k: v for k, v in overrides.items() if v is not None})
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     paths = TrainPaths(Path(cache), Path(class_weights), Path(sample_weights), Path(checkpoints), Path(live_dir), Path(log_path))
-    memory = {"citypipe/prediction/": "evaluate.size or evaluate.batch_size (validation)",
+    memory = {"citypipe/prediction/": "train.val_size or train.val_batch_size (validation)",
               "": "train.crop_size or train.batch_size"}
     with stage_outputs(checkpoints, live_dir, log_path, lock=os.environ.get("RANK", "0") == "0", memory=memory):  # rank 0 writes
-        state = run_training(p.data, p.model, p.train, p.evaluate, p.device, paths)
+        state = run_training(p.data, p.model, p.train, p.device, paths)
     click.echo(f"train: {state.epoch} epochs, best val mIoU {state.best_miou:.4f} (epoch {state.best_epoch})")
 
 

@@ -1,35 +1,48 @@
-"""DVC stage `visualize`: panels and overlays of val frames, and the confusion-matrix figure."""
+"""DVC stage `visualize`: panels and overlays of frames of the evaluated split, the worst frames' panels, and the
+confusion-matrix figure.
+
+Reads the checkpoint (inference.checkpoint), the trainId cache, evaluate's confusion matrix and
+per-image scores; writes a panel (image | ground truth | prediction | errors) and an overlay per chosen
+frame and a panel per worst frame (--out), and the confusion-matrix figure (--figures). Predicts as
+params.yaml's `inference` says.
+"""
 from pathlib import Path
 
 import click
 
 from citypipe.command_line import (
     cache_option,
-    checkpoint_option,
+    checkpoints_option,
+    data_root_option,
     params_option,
     reports_errors,
     stage_outputs,
 )
-from citypipe.params import load_params
-from citypipe.runtime import pin_cpu_numerics
-from citypipe.visualization.visualize import VisualizePaths, visualize_checkpoint
 
 
-@click.command()
+@click.command(help=__doc__)
 @params_option
-@checkpoint_option
+@data_root_option
+@checkpoints_option
 @cache_option
-@click.option("--confusion", default="plots/eval/confusion_matrix.csv", show_default=True, help="evaluate's confusion matrix.")
-@click.option("--out", "out_dir", default="plots/samples", show_default=True)
-@click.option("--figures", default="plots/figures", show_default=True)
+@click.option("--confusion", required=True, type=click.Path(dir_okay=False), help="evaluate's confusion matrix CSV (read).")
+@click.option("--per-image", required=True, type=click.Path(dir_okay=False),
+              help="evaluate's per-image scores, for the worst frames (read).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Panels and overlays (written).")
+@click.option("--figures", required=True, type=click.Path(file_okay=False), help="Figures (written).")
 @reports_errors
-def main(params_path, checkpoint, cache, confusion, out_dir, figures) -> None:
-    p = load_params(params_path)
+def main(params_path, data_root, checkpoints, cache, confusion, per_image, out_dir, figures) -> None:
+    from citypipe.params import load_params
+    from citypipe.runtime import pin_cpu_numerics
+    from citypipe.visualization.visualize import VisualizePaths, visualize_checkpoint
+
+    p = load_params(params_path, {"data.root": data_root})
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
-    paths = VisualizePaths(Path(cache), Path(checkpoint), Path(confusion), Path(out_dir), Path(figures))
-    with stage_outputs(out_dir, figures, memory={"": "evaluate.size"}):
-        count = visualize_checkpoint(p.data, p.model, p.evaluate, p.visualize, p.device, paths)
-    click.echo(f"visualize: {count} panels in {out_dir}, figures in {figures}")
+    paths = VisualizePaths(Path(cache), Path(checkpoints), Path(confusion), Path(per_image), Path(out_dir),
+                           Path(figures))
+    with stage_outputs(out_dir, figures, memory={"": "inference.size"}):
+        count = visualize_checkpoint(p.data, p.inference, p.evaluate.split, p.visualize, p.device, paths)
+    click.echo(f"visualize: {count} frames drawn in {out_dir}, figures in {figures}")
 
 
 if __name__ == "__main__":

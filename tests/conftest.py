@@ -61,11 +61,11 @@ def small_training(synth_root: Path, prepared: tuple[Path, dict], out: Path, pre
                               weights / "table.csv", weights / "class.json", weights / "sample.json")
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml", {
         "data.root": str(synth_root), "train.epochs": 2, "train.batch_size": 2, "train.base_size": [64, 128],
-        "train.crop_size": [64, 128], "evaluate.size": [64, 128], "train.workers": 0, "evaluate.workers": 0,
+        "train.crop_size": [64, 128], "train.val_size": [64, 128], "train.workers": 0,
         "device.type": "cpu", **overrides})
     paths = TrainPaths(cache, weights / "class.json", weights / "sample.json", out / "checkpoints", out / "dvclive",
                        out / "train.log")
-    return lambda: run_training(params.data, params.model, params.train, params.evaluate, params.device, paths)
+    return lambda: run_training(params.data, params.model, params.train, params.device, paths)
 
 
 @pytest.fixture(scope="session")

@@ -312,7 +312,7 @@ def test_a_stage_refuses_outputs_another_process_holds(tmp_path, synth_root):
     holder = _holder(tmp_path / "out" / "cache", tmp_path / "out" / "t.csv")
     try:
         done = subprocess.run([sys.executable, str(REPO / "stages" / "prepare_labels.py"), "--params", str(params),
-                               "--cache", str(tmp_path / "out" / "cache"), "--class-table", str(tmp_path / "out" / "t.csv"),
+                               "--data-root", str(synth_root), "--cache", str(tmp_path / "out" / "cache"), "--class-table", str(tmp_path / "out" / "t.csv"),
                                "--class-weights", str(tmp_path / "out" / "c.json"),
                                "--sample-weights", str(tmp_path / "out" / "s.json")],
                               env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)

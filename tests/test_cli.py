@@ -22,12 +22,15 @@ def test_infer_writes_overlay_and_label_ids_for_a_file_and_a_folder(synth_root, 
     result = runner.invoke(main, ["infer", str(image), "--checkpoint", str(trained_checkpoint),
                                   "--output", str(tmp_path / "overlay.png"), "--mask", "labelids", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert Image.open(tmp_path / "overlay.png").size == Image.open(image).size
+    # the overlay is visualize's figure (title and legend, at a readable size); the mask is pixel-aligned
+    width, height = Image.open(tmp_path / "overlay.png").size
+    assert width >= 800 and height > width * 64 / 128
     mask = np.asarray(Image.open(tmp_path / "overlay_labelIds.png"))
+    assert mask.shape == Image.open(image).size[::-1]
     assert set(np.unique(mask)) <= {l.id for l in evaluated_labels()}
     folder = image.parent
     result = runner.invoke(main, ["infer", str(folder), "--checkpoint", str(trained_checkpoint), "--output",
-                                  str(tmp_path / "many"), "--image-size", "32", "64", "--device", "cpu"])
+                                  str(tmp_path / "many"), "--size", "32", "64", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "many").glob("*_overlay.png"))) == len(list(folder.glob("*.png")))
 
@@ -89,9 +92,9 @@ def test_infer_on_a_split_recurses_into_cities_and_mirrors_them(synth_root, trai
 def test_infer_takes_the_evaluate_stage_inference_options(options, synth_root, trained_checkpoint, tmp_path):
     image = layout.find_samples(synth_root, "val")[0].image
     result = CliRunner().invoke(main, ["infer", str(image), "--checkpoint", str(trained_checkpoint), "--output",
-                                       str(tmp_path / "o.png"), "--device", "cpu", *options])
+                                       str(tmp_path / "o.png"), "--device", "cpu", "--mask", "trainids", *options])
     assert result.exit_code == 0, result.output
-    assert Image.open(tmp_path / "o.png").size == Image.open(image).size
+    assert Image.open(tmp_path / "o_trainIds.png").size == Image.open(image).size
 
 
 def test_infer_scales_16_bit_greyscale_to_8_bit(trained_checkpoint, tmp_path):
@@ -102,9 +105,9 @@ def test_infer_scales_16_bit_greyscale_to_8_bit(trained_checkpoint, tmp_path):
     np.testing.assert_array_equal(rgb[..., 0], (ramp >> 8).astype(np.uint8))
     assert np.array_equal(rgb[..., 0], rgb[..., 2])
     result = CliRunner().invoke(main, ["infer", str(tmp_path / "grey16.png"), "--checkpoint", str(trained_checkpoint),
-                                       "--output", str(tmp_path / "o.png"), "--device", "cpu", "--alpha", "0"])
+                                       "--output", str(tmp_path / "o.png"), "--device", "cpu", "--mask", "trainids"])
     assert result.exit_code == 0, result.output
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o.png")), rgb)  # alpha 0: the picture itself
+    assert Image.open(tmp_path / "o_trainIds.png").size == (128, 32)
 
 
 def test_profile_finds_the_project_profiles_wherever_params_points(tmp_path):

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -13,8 +14,12 @@ from citypipe.compare import (
     headline_table,
     moved_classes,
     report,
+    seed_groups,
+    seed_spread,
 )
 from citypipe.errors import CitypipeError
+from citypipe.evaluation.paired import paired_changes
+from citypipe.labels import class_names
 
 
 def _exp(lr, miou, classes, epochs=12, ci=None):
@@ -112,9 +117,18 @@ def test_experiments_from_exp_show_json():
 
 STAGE = """
 import json, yaml
+import numpy as np
 lr = yaml.safe_load(open("params.yaml"))["train"]["lr"]
 json.dump({"miou": 0.5 + lr, "pixel_acc": 0.9, "iiou": 0.3, "miou_ci95_low": 0.49 + lr, "miou_ci95_high": 0.51 + lr,
            "class_iou": {"road": 0.9, "car": 0.2 + 3 * lr}}, open("eval.json", "w"))
+# per-image counts: 6 frames, errors shrinking with lr (the seed changes nothing)
+counts = np.zeros(6, dtype=[("frame_id", "<U8"), ("confusion", "<i8", (19, 19)), ("boundary_intersection", "<i8", (19,)),
+                            ("boundary_union", "<i8", (19,))])
+counts["frame_id"] = [f"f{i}" for i in range(6)]
+counts["confusion"][:, range(19), range(19)] = 100
+counts["confusion"][:, 0, 1] = (np.arange(6) + 10) * int(0.1 / lr)
+counts["boundary_intersection"], counts["boundary_union"] = 5, 10
+np.save("counts.npy", counts)
 """
 
 
@@ -126,23 +140,108 @@ def test_compare_command_on_a_real_dvc_repo(tmp_path):
     def run(*command):
         subprocess.run(command, cwd=tmp_path, env=env, check=True, capture_output=True)
 
-    (tmp_path / "params.yaml").write_text("train:\n  lr: 0.02\n  epochs: 2\n")
+    (tmp_path / "params.yaml").write_text("train:\n  lr: 0.02\n  epochs: 2\n  seed: 0\n")
     (tmp_path / "stage.py").write_text(STAGE)
     (tmp_path / "dvc.yaml").write_text("stages:\n  evaluate:\n    cmd: python stage.py\n    deps: [stage.py]\n"
-                                       "    params: [train]\n    metrics:\n      - eval.json:\n          cache: false\n")
+                                       "    params: [train]\n    metrics:\n      - eval.json:\n          cache: false\n"
+                                       "    outs:\n      - counts.npy:\n          cache: false\n")
     run("git", "init", "-q", "-b", "main")
     run(sys.executable, "-m", "dvc", "init", "-q")
     run(sys.executable, "-m", "dvc", "repro", "-q")
     run("git", "add", "-A")
     run("git", "commit", "-qm", "baseline")
     run(sys.executable, "-m", "dvc", "exp", "run", "-q", "-S", "train.lr=0.05", "-n", "lr05")
-    result = CliRunner().invoke(main, ["compare", "--repo", str(tmp_path), "--top-classes", "1", "--metrics", "eval.json"])
+    run(sys.executable, "-m", "dvc", "exp", "run", "-q", "-S", "train.lr=0.02", "-S", "train.seed=1", "-n", "seed1")
+    result = CliRunner().invoke(main, ["compare", "--repo", str(tmp_path), "--top-classes", "1", "--metrics", "eval.json",
+                                       "--per-image-counts", "counts.npy", "--resamples", "100"])
     assert result.exit_code == 0, result.output
     rows = result.output.splitlines()
-    assert rows[2].split()[:4] == ["main", "0.02", "0.5200", "-"]  # HEAD's commit is the default baseline
-    assert any(r.split()[:4] == ["lr05", "0.05", "0.5500", "+0.0300"] for r in rows)
+    assert rows[2].split()[:5] == ["main", "0.02", "0", "0.5200", "-"]  # HEAD's commit is the default baseline
+    assert any(r.split()[:5] == ["lr05", "0.05", "0", "0.5500", "+0.0300"] for r in rows)
     assert "[0.5400, 0.5600]" in result.output  # intervals read from the file: exp show drops lists
     assert "car" in result.output and "road" not in result.output
+    # the paired section: counts read through DVC at each experiment's revision
+    paired = result.output[result.output.index("Paired changes vs main on the same 6 frames"):]
+    lines = {line.split()[0]: line for line in paired.splitlines()[1:] if line.split()}
+    assert "better" in lines["lr05"] and "[+0.0000, +0.0000]" in lines["seed1"] and "within noise" in lines["seed1"]
+    assert "Seed spread over main, seed1 (only train.seed differs)" in result.output  # the workspace is seed1 again
+
+
+# ---------------------------------------------------------------- paired comparisons (per-image counts)
+
+def _counts(seed: int, n: int = 8, k: int = 19, better: float = 0.0) -> np.ndarray:
+    """A structured per-image array as evaluate writes it; `better` moves that share of errors onto the diagonal."""
+    rng = np.random.default_rng(seed)
+    conf = rng.poisson(rng.uniform(2, 40, size=(n, k, k))).astype(np.int64)
+    conf[:, np.arange(k), np.arange(k)] += rng.integers(50, 900, size=(n, k))
+    conf[:, 17, :] = conf[:, :, 17] = 0  # a class in neither
+    moved = (conf * better).astype(np.int64)
+    moved[:, np.arange(k), np.arange(k)] = 0
+    conf = conf - moved
+    conf[:, np.arange(k), np.arange(k)] += moved.sum(2)
+    inter = rng.integers(0, 50, size=(n, k))
+    union = inter + rng.integers(0, 50, size=(n, k))
+    array = np.zeros(n, dtype=[("frame_id", "<U32"), ("confusion", "<i8", (k, k)), ("boundary_intersection", "<i8", (k,)),
+                               ("boundary_union", "<i8", (k,))])
+    array["frame_id"] = [f"frankfurt_000000_{i:06d}" for i in range(n)]
+    array["confusion"], array["boundary_intersection"], array["boundary_union"] = conf, inter, union
+    return array
+
+
+def _naive_paired(base, other, resamples, seed):
+    """The obvious loop: the same draws for both, summed matrices, mIoU class by class."""
+    def miou(conf):
+        ious = [conf[c, c] / (conf[c].sum() + conf[:, c].sum() - conf[c, c]) for c in range(conf.shape[0])
+                if conf[c].sum() + conf[:, c].sum() - conf[c, c] > 0]
+        return sum(ious) / len(ious)
+
+    draws = np.random.default_rng(seed).integers(0, len(base), size=(resamples, len(base)))
+    deltas = [miou(other["confusion"][row].sum(0)) - miou(base["confusion"][row].sum(0)) for row in draws]
+    return np.quantile(deltas, [0.025, 0.975])
+
+
+def test_identical_experiments_change_by_exactly_zero():
+    base = _counts(0)
+    changes = paired_changes(base, base.copy(), 300, 1, class_names())
+    for key in ("miou", "boundary_miou"):
+        assert (changes[key].value, changes[key].low, changes[key].high) == (0.0, 0.0, 0.0)
+        assert changes[key].verdict == "within noise"
+    assert all(c.value == c.low == c.high == 0.0 for c in changes["class_iou"].values() if c.value == c.value)
+    assert math.isnan(changes["class_iou"]["motorcycle"].value)  # trainId 17: in neither experiment
+
+
+def test_paired_interval_equals_a_loop_and_frame_order_does_not_matter():
+    base, other = _counts(0), _counts(0, better=0.3)
+    changes = paired_changes(base, other, 200, 5, class_names())
+    low, high = _naive_paired(base, other, 200, 5)
+    assert changes["miou"].low == pytest.approx(low, rel=1e-12) and changes["miou"].high == pytest.approx(high, rel=1e-12)
+    assert changes["miou"].verdict == "better" and paired_changes(other, base, 200, 5, class_names())["miou"].verdict == "worse"
+    shuffled = other[np.random.default_rng(0).permutation(len(other))]
+    assert paired_changes(base, shuffled, 200, 5, class_names())["miou"] == changes["miou"]
+    with pytest.raises(ValueError, match="not scored on the same frames"):
+        paired_changes(base, other[:5], 200, 5, class_names())
+
+
+def test_report_shows_paired_changes_class_intervals_and_seed_spread():
+    experiments = {"main": ({"train": {"lr": 0.02, "seed": 0}}, {"miou": 0.50, "boundary_miou": 0.2}),
+                   "seed1": ({"train": {"lr": 0.02, "seed": 1}}, {"miou": 0.52, "boundary_miou": 0.3}),
+                   "lr05": ({"train": {"lr": 0.05, "seed": 0}}, {"miou": 0.60, "boundary_miou": 0.2}),
+                   "old": ({"train": {"lr": 0.01, "seed": 0}}, {"miou": 0.40})}
+    counts = {"main": _counts(0), "seed1": _counts(0), "lr05": _counts(0, better=0.3), "old": None}
+    text = report(experiments, "main", 2, markdown=False, counts=counts, resamples=200, seed=0)
+    assert "Paired changes vs main on the same 8 frames" in text
+    rows = {line.split()[0]: line for line in text.splitlines() if line.split()}
+    assert "[+0.0000, +0.0000]" in rows["seed1"] and "within noise" in rows["seed1"]
+    assert "better" in rows["lr05"] and "no per-image counts" in rows["old"]
+    assert "Seed spread over main, seed1 (only train.seed differs)" in text
+    assert seed_groups(experiments) == [["main", "seed1"]]
+    spread = seed_spread(experiments, ["main", "seed1"])
+    assert spread.loc["miou", "mean"] == pytest.approx(0.51) and spread.loc["miou", "std"] == pytest.approx(0.02 ** 0.5 / 10)
+    md = report(experiments, "main", 2, markdown=True, counts=counts, resamples=200, seed=0)
+    assert "### Per-class IoU change vs main [95% paired interval]" in md
+    assert "### Per-class boundary IoU change vs main" in md
+    road = next(line for line in md.splitlines() if line.count("|") > 2 and line.split("|")[1].strip() == "road")
+    assert road.count("[") == 2  # seed1 and lr05; "old" has no counts, so no column
 
 
 @pytest.mark.parametrize("content, message", [

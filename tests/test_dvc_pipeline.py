@@ -1,10 +1,13 @@
 """The real `dvc` in a temporary git repository: repro, no-op repro, targeted reruns, experiments,
 metrics diff, push / fresh clone / pull, and `dvc plots show` rendered in headless Chromium."""
+import dataclasses
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -17,15 +20,16 @@ import check_plots_render  # noqa: E402
 SMALL = {
     "synthesize": {"height": 64, "width": 128, "train_images": 8, "val_images": 4, "test_images": 2, "workers": 1},
     "prepare": {"workers": 1},
-    "train": {"epochs": 2, "batch_size": 2, "base_size": [64, 128], "crop_size": [64, 128], "workers": 0, "val_every": 1},
-    "evaluate": {"size": [64, 128], "workers": 0},
+    "train": {"epochs": 2, "batch_size": 2, "base_size": [64, 128], "crop_size": [64, 128], "val_size": [64, 128],
+              "workers": 0, "val_every": 1},
+    "inference": {"size": [64, 128], "workers": 0},
     "visualize": {"num_samples": 2},
     "device": {"type": "cpu"},
 }
 
 
-def run(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    env = {**os.environ, **(env or {}), "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     result = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
@@ -56,10 +60,13 @@ def project(tmp_path_factory) -> Path:
 
 
 def test_repro_then_noop_then_only_affected_stages(project):
-    first = run(project, "dvc", "repro")
+    # every stage process records the params keys its code reads (citypipe/params.py), for the next test
+    first = run(project, "dvc", "repro", env={"CITYPIPE_PARAMS_TRACE": str(project.parent / "params_read")})
     assert ran_stages(first) == {"synthesize", "prepare-labels", "train", "evaluate", "visualize", "export-submission"}
     assert (project / "metrics" / "eval.json").is_file() and (project / "submission" / "submission.zip").is_file()
     assert list((project / "plots" / "samples").glob("*_panel.png"))
+    assert (project / "metrics" / "per_image.csv").is_file() and (project / "plots" / "eval" / "per_image_counts.npy").is_file()
+    assert len(list((project / "plots" / "samples").glob("worst*_panel.png"))) == 4  # visualize.worst_frames
     assert "Data and pipelines are up to date" in run(project, "dvc", "repro")
     # identical work, identical bytes: every stage rerun by force leaves every hash in dvc.lock as it was
     lock = (project / "dvc.lock").read_text()
@@ -72,6 +79,65 @@ def test_repro_then_noop_then_only_affected_stages(project):
     assert ran_stages(run(project, "dvc", "repro")) == {"visualize"}
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-qm", "baseline")
+
+
+def declared_keys(stage: dict) -> set[str]:
+    """dvc.yaml's params of a stage, sections expanded to their keys."""
+    from citypipe.params import Params
+
+    sections = {f.name: f.type for f in dataclasses.fields(Params)}
+    hints = typing.get_type_hints(Params)
+    keys = set()
+    for entry in stage.get("params", []):
+        if "." in entry:
+            keys.add(entry)
+        else:
+            keys |= {f"{entry}.{f.name}" for f in dataclasses.fields(hints[entry])} if entry in sections else {entry}
+    return keys
+
+
+def test_each_stage_depends_on_exactly_the_params_keys_its_code_reads(project):
+    """A key a stage reads but does not depend on leaves stale outputs; a key it depends on but never
+    reads reruns it (a test-time key would retrain the model) for nothing."""
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        script = stage["cmd"].split()[1]
+        read = set(json.loads((project.parent / "params_read" / f"{Path(script).stem}.json").read_text()))
+        assert read == declared_keys(stage), (f"{name}: read but not in dvc.yaml: {sorted(read - declared_keys(stage))}; "
+                                              f"in dvc.yaml but never read: {sorted(declared_keys(stage) - read)}")
+
+
+def stale_stages(project: Path) -> set[str]:
+    return set(json.loads(run(project, "dvc", "status", "--json")))
+
+
+INFERENCE_CHANGES = {"checkpoint": "last", "mode": "slide", "size": [32, 64], "crop_size": [32, 64],
+                     "stride": [16, 32], "flip": True, "scales": [0.75, 1.0], "amp": True, "batch_size": 1,
+                     "workers": 1}
+
+
+def test_changing_any_inference_key_reruns_the_predicting_stages_and_never_train(project):
+    params_file = project / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    assert set(INFERENCE_CHANGES) == set(params["inference"])  # every key of the section is tried
+    try:
+        for key, value in INFERENCE_CHANGES.items():
+            changed = yaml.safe_load(original)
+            assert changed["inference"][key] != value
+            changed["inference"][key] = value
+            params_file.write_text(yaml.safe_dump(changed, sort_keys=False))
+            one_at_a_time = {"visualize"} if key in ("batch_size", "workers") else set()  # panels: one frame each
+            assert stale_stages(project) == {"evaluate", "visualize", "export-submission"} - one_at_a_time, key
+    finally:
+        params_file.write_text(original)
+    assert stale_stages(project) == set()
+
+
+def test_an_experiment_with_multi_scale_testing_does_not_retrain(project):
+    output = run(project, "dvc", "exp", "run", "-S", "inference.scales=[0.75,1.0,1.25]")
+    assert ran_stages(output) == {"evaluate", "visualize", "export-submission"}
+    assert "train" not in ran_stages(output)
 
 
 def test_experiment_and_metrics_diff(project):

@@ -25,15 +25,16 @@ PARAMS_YAML = Path(__file__).resolve().parents[1] / "params.yaml"
 
 def fixture_params(synth_root, **overrides):
     """params.yaml for the fixture data: CPU, 64x128 whole-image inference, batch 4, no workers."""
-    return load_params(PARAMS_YAML, {"data.root": str(synth_root), "device.type": "cpu", "evaluate.size": [64, 128],
-                                     "evaluate.crop_size": [64, 128], "evaluate.stride": [32, 64],
-                                     "evaluate.batch_size": 4, "evaluate.workers": 0, **overrides})
+    return load_params(PARAMS_YAML, {"data.root": str(synth_root), "device.type": "cpu", "inference.size": [64, 128],
+                                     "inference.crop_size": [64, 128], "inference.stride": [32, 64],
+                                     "inference.batch_size": 4, "inference.workers": 0, **overrides})
 
 
 def run_evaluate(synth_root, cache, checkpoint, out, **overrides) -> dict:
     p = fixture_params(synth_root, **overrides)
-    return evaluate_checkpoint(p.data, p.model, p.evaluate, p.device,
-                               EvaluatePaths(cache, checkpoint, out / "eval.json", out / "eval_classes.json", out / "plots"))
+    return evaluate_checkpoint(p.data, p.inference, p.evaluate, p.device,
+                               EvaluatePaths(cache, checkpoint.parent, out / "eval.json", out / "eval_classes.json",
+                                             out / "plots", out / "per_image.csv"))
 
 
 def _corrupt(train_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -114,8 +115,8 @@ def test_export_scored_officially_equals_eval_json(synth_root, prepared, trained
                            usecols=range(1, 20), dtype=np.int64)  # (19, 19) gt x pred
     assert np.trace(confusion) / confusion.sum() == pytest.approx(scores["pixel_acc"])
     p = fixture_params(synth_root, **{"export.split": "val"})
-    count = export_submission(p.data, p.model, p.evaluate, p.export, p.device,
-                              ExportPaths(trained_checkpoint, tmp_path / "submission", tmp_path / "submission.zip"))
+    count = export_submission(p.data, p.inference, p.export, p.device,
+                              ExportPaths(trained_checkpoint.parent, tmp_path / "submission", tmp_path / "submission.zip"))
     samples = layout.find_samples(synth_root, "val")
     assert count == len(samples)
     predictions = [str(tmp_path / "submission" / f"{s.frame_id}_leftImg8bit.png") for s in samples]
@@ -128,10 +129,13 @@ def test_export_scored_officially_equals_eval_json(synth_root, prepared, trained
     _compare({**headline, **tables}, official)
 
 
-def test_evaluate_rejects_a_checkpoint_of_another_architecture(synth_root, prepared, trained_checkpoint, tmp_path):
+def test_evaluate_scores_the_checkpoints_own_network_and_needs_labels(synth_root, prepared, trained_checkpoint, tmp_path):
+    """The checkpoint carries its architecture: params' `model` section (a train dependency only) is not read."""
     cache, _ = prepared
-    with pytest.raises(CitypipeError, match="arch='deeplabv3plus' but params ask for arch='deeplabv3'"):
-        run_evaluate(synth_root, cache, trained_checkpoint, tmp_path, **{"model.arch": "deeplabv3"})
+    scores = run_evaluate(synth_root, cache, trained_checkpoint, tmp_path / "a")
+    other = run_evaluate(synth_root, cache, trained_checkpoint, tmp_path / "b", **{"model.arch": "deeplabv3"})
+    assert (tmp_path / "a" / "eval.json").read_bytes() == (tmp_path / "b" / "eval.json").read_bytes()
+    assert scores["miou"] == other["miou"]
     unlabelled = tmp_path / "unlabelled"
     shutil.copytree(synth_root, unlabelled)
     for label_file in (unlabelled / "gtFine" / "val").rglob("*_labelIds.png"):
@@ -146,8 +150,8 @@ def test_sliding_window_flip_and_multiscale_run_at_full_resolution(synth_root, p
                                                                   mode, hflip, scales):
     cache, _ = prepared
     scores = run_evaluate(synth_root, cache, trained_checkpoint, tmp_path, **{
-        "evaluate.mode": mode, "evaluate.crop_size": [48, 96], "evaluate.hflip": hflip, "evaluate.scales": list(scales),
-        "evaluate.batch_size": 2})
+        "inference.mode": mode, "inference.crop_size": [48, 96], "inference.flip": hflip, "inference.scales": list(scales),
+        "inference.batch_size": 2})
     assert 0 <= scores["miou"] <= 1
 
 
@@ -206,7 +210,7 @@ def test_submission_zip_depends_only_on_the_predictions(tmp_path):
 
 @pytest.mark.parametrize("amp", [False, True])
 def test_evaluate_amp_decides_whether_prediction_runs_under_autocast(amp):
-    """evaluate.amp: false scores in fp32 even where device.amp asks for bf16 (the official path)."""
+    """inference.amp: false scores in fp32 even where device.amp asks for bf16 (the official path)."""
     from torch import nn
 
     from citypipe.prediction.inference import InferenceConfig

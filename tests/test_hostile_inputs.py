@@ -64,7 +64,7 @@ class Bench:
     def params(self, **overrides: Any) -> str:
         raw = yaml.safe_load((REPO / "params.yaml").read_text())
         settings = {"data.root": str(self._data or self.synth_root), "device.type": "cpu", "prepare.workers": 1,
-                    "evaluate.size": [64, 128], "evaluate.workers": 0, **overrides}
+                    "inference.size": [64, 128], "inference.workers": 0, **overrides}
         for dotted, value in settings.items():
             section, key = dotted.split(".")
             raw[section][key] = value
@@ -89,6 +89,10 @@ class Bench:
         save_checkpoint(path, {"model_config": model_config, "model": weights})
         return path
 
+    def root(self, overrides: dict[str, Any]) -> str:
+        """The data root a stage command is given, as dvc.yaml passes ${data.root}."""
+        return str(overrides.get("data.root", self._data or self.synth_root))
+
     def synthesize(self, params: str) -> list[str]:
         return self.stage("synthesize.py", "--params", params, "--out", str(self.out / "citysynth"))
 
@@ -103,18 +107,22 @@ class Bench:
         return [sys.executable, str(REPO / "stages" / script), *args]
 
     def prepare(self, **overrides: Any) -> list[str]:
-        return self.prepare_with(self.params(**overrides))
+        return self.prepare_with(self.params(**overrides), overrides)
 
-    def prepare_with(self, params: str) -> list[str]:
+    def prepare_with(self, params: str, overrides: dict[str, Any] | None = None) -> list[str]:
+        overrides = overrides or {}
         out = self.out
-        return self.stage("prepare_labels.py", "--params", params, "--cache", str(out / "cache"),
+        return self.stage("prepare_labels.py", "--params", params, "--data-root", self.root(overrides),
+                          "--cache", str(out / "cache"),
                           "--class-table", str(out / "t.csv"), "--class-weights", str(out / "c.json"),
                           "--sample-weights", str(out / "s.json"))
 
     def evaluate(self, checkpoint: Path, **overrides: Any) -> list[str]:
-        return self.stage("evaluate.py", "--params", self.params(**overrides), "--checkpoint", str(checkpoint),
+        return self.stage("evaluate.py", "--params", self.params(**overrides), "--data-root", self.root(overrides),
+                          "--checkpoints", str(checkpoint.parent),
                           "--cache", str(self.cache), "--metrics", str(self.out / "eval.json"),
-                          "--plots", str(self.out / "plots"))
+                          "--class-metrics", str(self.out / "eval_classes.json"), "--plots", str(self.out / "plots"),
+                          "--per-image", str(self.out / "per_image.csv"))
 
     def val_sample(self, index: int = 0) -> layout.Sample:
         return layout.find_samples(self.data(), "val")[index]
@@ -162,7 +170,7 @@ def _stray_name(bench: Bench) -> list[str]:
 
 def _truncated_image_in_a_worker(bench: Bench) -> list[str]:
     _truncate(bench.val_sample(1).image)
-    return bench.evaluate(bench.checkpoint(), **{"evaluate.workers": 1})
+    return bench.evaluate(bench.checkpoint(), **{"inference.workers": 1})
 
 
 def _truncated_cached_label(bench: Bench) -> Callable[[], Any]:
@@ -339,7 +347,7 @@ def _oom_in(code_file: str, keys: dict[str, str]) -> Callable[[Bench], Callable[
     return build
 
 
-TRAIN_MEMORY = {"citypipe/prediction/": "evaluate.size or evaluate.batch_size (validation)",
+TRAIN_MEMORY = {"citypipe/prediction/": "train.val_size or train.val_batch_size (validation)",
                 "": "train.crop_size or train.batch_size"}
 
 
@@ -378,8 +386,14 @@ CASES = [  # every stage validates all of params.yaml; prepare-labels is the qui
     ("lr-nan", lambda b: b.prepare(**{"train.lr": float("nan")}), "train.lr: expected a finite number, got nan"),
     ("lr-inf", lambda b: b.prepare(**{"train.lr": float("inf")}), "train.lr: expected a finite number, got inf"),
     ("stride-beyond-window", lambda b: b.prepare(**{
-        "evaluate.mode": "slide", "evaluate.crop_size": [64, 128], "evaluate.stride": [32, 192]}),
-     "evaluate.stride: expected a value <= evaluate.crop_size [64, 128] on each axis"),
+        "inference.mode": "slide", "inference.crop_size": [64, 128], "inference.stride": [32, 192]}),
+     "inference.stride: expected a value <= inference.crop_size [64, 128] on each axis"),
+    ("trimap-widths-unordered", lambda b: b.prepare(**{"evaluate.trimap_widths": [4, 2]}),
+     "evaluate.trimap_widths: expected 1 to 16 increasing pixel widths >= 1, got [4, 2]"),
+    ("boundary-ratio-zero", lambda b: b.prepare(**{"evaluate.boundary_dilation_ratio": 0}),
+     "evaluate.boundary_dilation_ratio: expected a value in (0, 1), got 0.0"),
+    ("worst-frames-negative", lambda b: b.prepare(**{"visualize.worst_frames": -1}),
+     "visualize.worst_frames: expected a value >= 0, got -1"),
     ("frame-copied-into-other-city", _copy_into_other_city, "_leftImg8bit.png: duplicate frame id aachen_"),
     ("frame-moved-into-other-city", _move_into_other_city,
      "_leftImg8bit.png: frame of city 'aachen' in the folder of city 'bochum'"),
@@ -399,8 +413,8 @@ CASES = [  # every stage validates all of params.yaml; prepare-labels is the qui
     # citypipe infer
     ("infer-alpha-5", lambda b: b.infer("--alpha", "5"),
      "Invalid value for '--alpha': 5.0 is not in the range 0<=x<=1"),
-    ("infer-image-size-0", lambda b: b.infer("--image-size", "0", "0"),
-     "Invalid value for '--image-size': 0 is not in the range x>=1"),
+    ("infer-image-size-0", lambda b: b.infer("--size", "0", "0"),
+     "Invalid value for '--size': 0 is not in the range x>=1"),
     ("infer-device-tpu", lambda b: b.infer("--device", "tpu"),
      "Invalid value for '--device': 'tpu' is not one of 'auto', 'cpu'"),
     ("infer-scales-not-numbers", lambda b: b.infer("--scales", "1,x"), "'--scales': '1,x' is not a list of numbers"),
@@ -414,15 +428,15 @@ CASES = [  # every stage validates all of params.yaml; prepare-labels is the qui
     ("infer-stride-beyond-window", lambda b: b.infer("--mode", "slide", "--crop-size", "4", "8", "--stride", "4", "9"),
      "--stride 4 9: expected at most --crop-size 4 8 on each axis"),
     ("infer-out-of-memory", _infer_out_of_memory,
-     "a.png: out of memory at 8x16 on cpu (use --image-size to run the network smaller)"),
+     "a.png: out of memory at 8x16 on cpu (use --size to run the network smaller)"),
     # issue 26: silent wrong results and lost work become one-line errors
     ("params-duplicate-key", lambda b: b.prepare_with(b.params_text(_duplicate_lr)),
      "params.yaml: not valid YAML (duplicate key 'lr' (first on line "),
     ("params-seed-negative", lambda b: b.prepare(**{"train.seed": -1}), "train.seed: expected a seed in [0, 2^63 - 1]"),
     ("params-seed-too-big", lambda b: b.prepare(**{"evaluate.bootstrap_seed": 2 ** 63}),
      "evaluate.bootstrap_seed: expected a seed in [0, 2^63 - 1], got 9223372036854775808"),
-    ("params-scale-to-zero", lambda b: b.prepare(**{"evaluate.scales": [0.001]}),
-     "evaluate.scales: expected scales that keep evaluate.size [64, 128] at least 1 pixel, got 0.001"),
+    ("params-scale-to-zero", lambda b: b.prepare(**{"inference.scales": [0.001]}),
+     "inference.scales: expected scales that keep inference.size [64, 128] at least 1 pixel, got 0.001"),
     ("synthesize-city-escapes", _escaping_city, "synthesize.train_cities: expected a plain name"),
     ("misspelt-city", lambda b: b.prepare(**{"data.cities": ["aachen", "frankfurt", "frankfrut"]}),
      "data.cities: 'frankfrut' is a city of no split in "),
@@ -449,7 +463,7 @@ CASES = [  # every stage validates all of params.yaml; prepare-labels is the qui
     ("oom-in-training", _oom_in("/src/citypipe/training/loop.py", TRAIN_MEMORY),
      "out of memory (MemoryError allocating 8.00 GiB); lower train.crop_size or train.batch_size in params.yaml"),
     ("oom-in-validation", _oom_in("/src/citypipe/prediction/inference.py", TRAIN_MEMORY),
-     "lower evaluate.size or evaluate.batch_size (validation) in params.yaml"),
+     "lower train.val_size or train.val_batch_size (validation) in params.yaml"),
     ("infer-onto-its-input", lambda b: _infer_onto(b, "photo.png", "--output", str(b.tmp / "photo.png")),
      "photo.png: is the input "),
     ("infer-mask-onto-its-input", lambda b: _infer_onto(b, "b_trainIds.png", "--output", str(b.tmp / "b.png"),

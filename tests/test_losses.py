@@ -71,3 +71,41 @@ def test_threshold_keeps_more_than_the_quota():
     keep = ohem_keep_mask(logits, target, 0.7, 5)
     prob = logits.softmax(1).gather(1, target.clamp(max=18).unsqueeze(1)).squeeze(1)
     assert torch.equal(keep, (target != 255) & (prob < 0.7)) and int(keep.sum()) > 10
+
+
+def reference_loss_over_all_pixels(logits, target, weight, keep=None) -> float:
+    """mmseg's avg_non_ignore=False written out pixel by pixel: sum of w[t] x -log softmax[t] over the
+    valid (and kept) pixels, divided by the count of all pixels."""
+    log_prob = logits.double().log_softmax(1)  # (N, K, H, W)
+    total = 0.0
+    n, _, h, w = logits.shape
+    for i in range(n):
+        for y in range(h):
+            for x in range(w):
+                t = int(target[i, y, x])
+                if t == 255 or (keep is not None and not keep[i, y, x]):
+                    continue
+                total += (1.0 if weight is None else float(weight[t])) * -float(log_prob[i, t, y, x])
+    return total / (n * h * w)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("ohem", [False, True])
+def test_loss_average_all_counts_ignored_pixels_as_zero(weighted, ohem):
+    logits, target = batch(4)  # 3 of 16 rows ignored
+    weight = inverse_log_weights() if weighted else None
+    keep = ohem_keep_mask(logits, target, 0.5, 40) if ohem else None
+    expected = reference_loss_over_all_pixels(logits, target, weight, keep)
+    criterion = SegmentationLoss(weight, ohem, 0.5, 40, 0.4, "all")
+    assert float(criterion({"out": logits}, target)) == pytest.approx(expected, rel=1e-5)
+    with_aux = float(criterion({"out": logits, "aux": logits}, target))
+    assert with_aux == pytest.approx(1.4 * expected, rel=1e-5)
+
+
+def test_loss_average_valid_is_all_rescaled_by_the_valid_share():
+    """Unweighted, the two averages differ by the share of non-ignored pixels only (13/16 rows here)."""
+    logits, target = batch(5)
+    valid = float(SegmentationLoss(None, False, 0.7, 1, 0.0, "valid")({"out": logits}, target))
+    over_all = float(SegmentationLoss(None, False, 0.7, 1, 0.0, "all")({"out": logits}, target))
+    assert valid == pytest.approx(float(F.cross_entropy(logits, target, ignore_index=255)), rel=1e-6)
+    assert over_all == pytest.approx(valid * 13 / 16, rel=1e-5)

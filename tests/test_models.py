@@ -85,7 +85,7 @@ def test_the_profile_fetches_torchvision_v1_weights(monkeypatch):
     calls = fake_downloads(monkeypatch, 0.25)
     text, _ = apply_profile((REPO / "params.yaml").read_text(), read_profile(REPO / "profiles" / "cityscapes.yaml"))
     model = params_from_dict(yaml.safe_load(text)).model
-    config = ModelConfig(model.arch, model.backbone, model.output_stride, model.aux_head)
+    config = ModelConfig.from_params(model)
     built = build_model(config, model.pretrained, model.weights_file)
     assert calls == [torchvision.models.ResNet50_Weights.IMAGENET1K_V1]
     assert bool((built.backbone.stem[0].weight == 0.25).all())
@@ -156,3 +156,100 @@ def test_saved_checkpoint_bytes_depend_only_on_the_state(tmp_path):
     reloaded = torch.load(tmp_path / "c" / "last.pt", weights_only=True)
     save_checkpoint(tmp_path / "d" / "last.pt", {**state, "history": [*reloaded["history"][:1], rows[1]]})
     assert (tmp_path / "c" / "last.pt").read_bytes() == (tmp_path / "d" / "last.pt").read_bytes()
+
+
+@pytest.mark.parametrize("stored, message", [
+    (None, r"model format 1, before the current 2 .*delete checkpoints/ and run `dvc repro train`"),  # no entry
+    (1, r"model format 1, before the current 2 .*retrain"),
+    (3, r"model format 3, newer than this citypipe's 2"),
+])
+def test_checkpoints_of_another_model_format_are_refused(tmp_path, stored, message):
+    """The old geometry has the same weight names and shapes: only the recorded format tells it apart."""
+    from citypipe.models.checkpoint import MODEL_FORMAT, load_model
+
+    config = ModelConfig("deeplabv3plus", "resnet18", 8, False)
+    state = {"model": build_model(config).state_dict(), "model_config": dict(config.__dict__)}
+    path = tmp_path / "old" / "best.pt"
+    save_checkpoint(path, state)
+    assert torch.load(path, weights_only=True)["model_format"] == MODEL_FORMAT == 2
+    load_model(path, config, torch.device("cpu"))  # the current format loads
+    torch.save(state if stored is None else {**state, "model_format": stored}, path)  # as an older/newer citypipe wrote it
+    for load in (lambda: load_checkpoint(path), lambda: load_model(path, config, torch.device("cpu"))):
+        with pytest.raises(CitypipeError, match=message) as error:
+            load()
+        assert str(error.value).startswith(f"{path}: ") and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("arch", ["deeplabv3", "deeplabv3plus"])
+@pytest.mark.parametrize("head_style", ["torchvision", "mmseg"])
+def test_head_styles_and_widths_give_the_same_outputs_shapes(arch, head_style):
+    config = ModelConfig(arch, "resnet18", 8, True, head_channels=64, head_style=head_style)
+    model = build_model(config).train()
+    out = model(torch.randn(2, 3, 64, 96))
+    assert out["out"].shape == (2, 19, 64, 96) and out["aux"].shape == (2, 19, 64, 96)
+    widths = {m.out_channels for m in model.head.aspp.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == 1}
+    assert widths == {64}
+
+
+def convs_of(module: torch.nn.Module) -> list[torch.nn.Conv2d]:
+    return [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+def test_mmseg_head_is_mmsegs_depthwise_separable_aspp_head():
+    """deeplabv3plus_r50-d8's decode_head: channels 512, dilations (1, 12, 24, 36), c1_channels 48,
+    separable 3x3 convs in ASPP and decoder, a 3x3 bottleneck over 5 x 512, Dropout2d(0.1) before conv_seg."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("deeplabv3plus", "resnet50", 8, True, head_channels=512, head_style="mmseg"))
+    head = model.head
+    branches = [convs_of(branch) for branch in head.aspp.branches]
+    assert [(c[0].kernel_size, c[0].dilation[0]) for c in branches] == [((1, 1), 1), ((3, 3), 12), ((3, 3), 24), ((3, 3), 36)]
+    for dilated in branches[1:]:  # depthwise (groups = 2048) then pointwise 1x1 to 512
+        assert dilated[0].groups == 2048 and dilated[1].kernel_size == (1, 1) and dilated[1].out_channels == 512
+    bottleneck = head.aspp.bottleneck[0]
+    assert (bottleneck.in_channels, bottleneck.out_channels, bottleneck.kernel_size) == (5 * 512, 512, (3, 3))
+    assert head.project_low[0].out_channels == 48
+    fuse = convs_of(head.fuse)
+    assert [c.groups for c in fuse] == [512 + 48, 1, 512, 1]
+    assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules())  # torchvision's ASPP Dropout(0.5) is gone
+    for classifier_branch in (head.classifier, model.aux_head[1:]):
+        dropout, conv = classifier_branch
+        assert isinstance(dropout, torch.nn.Dropout2d) and dropout.p == 0.1
+        assert abs(float(conv.weight.detach().std()) - 0.01) < 0.002 and float(conv.bias.detach().abs().max()) == 0.0
+    # mmcv's kaiming_init is torch's kaiming_normal_(mode="fan_out", relu): std = sqrt(2 / (out_channels x k x k)),
+    # torch's fan_out also for depthwise convs
+    for conv in convs_of(head) + convs_of(model.aux_head[0]):
+        if conv.out_channels == 19:
+            continue
+        fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        assert float(conv.weight.detach().std()) == pytest.approx((2 / fan_out) ** 0.5, rel=0.1 if conv.weight.numel() > 2000 else 0.4)
+        assert conv.bias is None
+    aux_conv = model.aux_head[0][0]
+    assert (aux_conv.in_channels, aux_conv.out_channels, aux_conv.kernel_size) == (1024, 256, (3, 3))
+
+
+def test_torchvision_head_keeps_aspp_dropout_and_full_convs():
+    model = build_model(ModelConfig("deeplabv3plus", "resnet18", 16, False))
+    dropouts = [m for m in model.head.modules() if isinstance(m, torch.nn.Dropout)]
+    assert [d.p for d in dropouts] == [0.5]
+    assert all(c.groups == 1 for c in convs_of(model.head))
+    assert model.head.aspp.project[0].out_channels == 256 and model.head.fuse[1][0].out_channels == 256
+
+
+def test_a_checkpoint_rebuilds_its_head_style_and_width(tmp_path):
+    """Inference builds the model from the checkpoint's config: the head's style and width travel with it."""
+    import dataclasses
+
+    from citypipe.models.checkpoint import load_model
+
+    torch.manual_seed(0)
+    config = ModelConfig("deeplabv3plus", "resnet18", 16, True, head_channels=32, head_style="mmseg")
+    model = build_model(config).eval()
+    path = tmp_path / "best.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "model_config": dataclasses.asdict(config)})
+    loaded = load_model(path, None, torch.device("cpu"))
+    assert loaded.config == config
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.equal(loaded(x)["out"], model(x)["out"])
+    with pytest.raises(CitypipeError, match="checkpoint has head_style='mmseg' but params ask for head_style='torchvision'"):
+        load_checkpoint(path, expected=dataclasses.replace(config, head_style="torchvision"))

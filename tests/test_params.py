@@ -15,6 +15,9 @@ def test_repo_params_load():
     assert params.train.crop_size == (128, 256)
     assert params.model.arch in ("deeplabv3", "deeplabv3plus")
     assert params.model.pretrained == "none"  # YAML reads the bare word none as a string, not null
+    # the demo keeps its own recipe where mmseg's differs (the profile takes mmseg's: test_profiles.py)
+    assert (params.model.head_channels, params.model.head_style) == (256, "torchvision")
+    assert (params.train.photometric, params.train.resize, params.train.loss_average) == ("simple", "antialias", "valid")
 
 
 def _write(tmp_path, mutate):
@@ -33,7 +36,7 @@ def _write(tmp_path, mutate):
     (lambda r: r["model"].update(output_stride=32), "model.output_stride"),
     (lambda r: r["train"].update(crop_size=[128]), "train.crop_size: expected a list of 2 values"),
     (lambda r: r["train"].update(epochs="ten"), "train.epochs: expected an integer"),
-    (lambda r: r["train"].update(hflip=1.5), "train.hflip: expected a value in [0.0, 1.0]"),
+    (lambda r: r["train"].update(flip_prob=1.5), "train.flip_prob: expected a value in [0.0, 1.0]"),
     (lambda r: r.update(extra={}), "unknown section extra"),
     (lambda r: r.pop("device"), "missing section device"),
     (lambda r: r["device"].update(type="tpu"), "device.type"),
@@ -46,8 +49,14 @@ def _write(tmp_path, mutate):
     (lambda r: r["train"].update(lr=float("nan")), "train.lr: expected a finite number, got nan"),
     (lambda r: r["train"].update(momentum=float("inf")), "train.momentum: expected a finite number, got inf"),
     (lambda r: r["train"].update(scale_range=[0.5, float("-inf")]), "train.scale_range[1]: expected a finite number"),
-    (lambda r: r["evaluate"].update(mode="slide", crop_size=[64, 128], stride=[64, 129]),
-     "evaluate.stride: expected a value <= evaluate.crop_size [64, 128] on each axis"),
+    (lambda r: r["model"].update(head_channels=0), "model.head_channels: expected a value > 0, got 0"),
+    (lambda r: r["model"].update(head_style="deeplab"), "model.head_style: expected one of 'torchvision', 'mmseg'"),
+    (lambda r: r["train"].update(photometric=True), "train.photometric: expected one of 'none', 'simple', 'mmseg', got True"),
+    (lambda r: r["train"].update(resize="nearest"), "train.resize: expected one of 'antialias', 'bilinear'"),
+    (lambda r: r["train"].update(loss_average="mean"), "train.loss_average: expected one of 'valid', 'all'"),
+    (lambda r: r["train"].pop("loss_average"), "missing key train.loss_average"),
+    (lambda r: r["inference"].update(mode="slide", crop_size=[64, 128], stride=[64, 129]),
+     "inference.stride: expected a value <= inference.crop_size [64, 128] on each axis"),
     # seeds: checked on load, not when their generator is made after the long work
     (lambda r: r["train"].update(seed=-1), "train.seed: expected a seed in [0, 2^63 - 1], got -1"),
     (lambda r: r["evaluate"].update(bootstrap_seed=2 ** 63), "evaluate.bootstrap_seed: expected a seed in [0, 2^63 - 1]"),
@@ -60,10 +69,10 @@ def _write(tmp_path, mutate):
     (lambda r: r["data"].update(cities=["frankfurt", "/etc"]), "data.cities: expected a plain name"),
     (lambda r: r["data"].update(cities=["frank_furt"]), "data.cities: expected a plain name"),
     (lambda r: r["data"].update(root=""), "data.root: expected a folder (not empty), got ''"),
-    # test-time scales that round the network input to zero pixels (evaluate.size is [128, 256])
-    (lambda r: r["evaluate"].update(scales=[0.001]),
-     "evaluate.scales: expected scales that keep evaluate.size [128, 256] at least 1 pixel, got 0.001"),
-    (lambda r: r["evaluate"].update(scales=[1.0, 0.003]), "evaluate.scales: expected scales that keep"),
+    # test-time scales that round the network input to zero pixels (inference.size is [128, 256])
+    (lambda r: r["inference"].update(scales=[0.001]),
+     "inference.scales: expected scales that keep inference.size [128, 256] at least 1 pixel, got 0.001"),
+    (lambda r: r["inference"].update(scales=[1.0, 0.003]), "inference.scales: expected scales that keep"),
 ])
 def test_bad_params_are_rejected_with_the_key_named(tmp_path, mutate, message):
     with pytest.raises(CitypipeError, match=re.escape(message)):
@@ -71,8 +80,8 @@ def test_bad_params_are_rejected_with_the_key_named(tmp_path, mutate, message):
 
 
 def test_a_stride_larger_than_the_window_is_fine_outside_slide_mode(tmp_path):
-    path = _write(tmp_path, lambda r: r["evaluate"].update(mode="whole", crop_size=[64, 128], stride=[96, 192]))
-    assert load_params(path).evaluate.stride == (96, 192)
+    path = _write(tmp_path, lambda r: r["inference"].update(mode="whole", crop_size=[64, 128], stride=[96, 192]))
+    assert load_params(path).inference.stride == (96, 192)
 
 
 def test_missing_params_file_is_a_clear_error(tmp_path):
@@ -101,7 +110,7 @@ def test_seed_bounds_are_inclusive(tmp_path):
 
 def test_a_scale_that_keeps_one_pixel_is_fine(tmp_path):
     """0.004 x 128 = 0.512 rounds to 1 pixel, as prediction rounds it."""
-    assert load_params(_write(tmp_path, lambda r: r["evaluate"].update(scales=[0.004]))).evaluate.scales == (0.004,)
+    assert load_params(_write(tmp_path, lambda r: r["inference"].update(scales=[0.004]))).inference.scales == (0.004,)
 
 
 DUPLICATES = [  # (params.yaml with a key given twice, the message)

@@ -106,7 +106,7 @@ def test_a_lost_or_broken_best_checkpoint_is_recreated(synth_root, prepared, wei
 def test_best_checkpoint_holds_what_inference_needs_and_last_the_training_state(uninterrupted):
     best = torch.load(uninterrupted / "checkpoints" / "best.pt", weights_only=True)
     last = torch.load(uninterrupted / "checkpoints" / "last.pt", weights_only=True)
-    assert set(best) == {"model", "model_config", "params", "epoch", "miou"}
+    assert set(best) == {"model", "model_config", "params", "epoch", "miou", "model_format"}
     assert {"optimizer", "scheduler", "scaler", "history"} <= set(last)
     assert json.loads((uninterrupted / "dvclive" / "metrics.json").read_text())["val"]["best_epoch"] == best["epoch"]
 

@@ -24,6 +24,7 @@ FLOORS = {
     "evaluation": 5, "visualization": 5, "submission": 5,
     "training": 6,
     "command_line": 7, "profiles": 7, "compare": 7,
+    "infer": 6,
     "cli": 8,
 }
 

@@ -3,9 +3,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from citypipe.data.photometric import (
+    PhotometricPlan,
+    apply_photometric_plan,
+    draw_photometric_plan,
+    hsv_to_rgb,
+    mmseg_photometric_distortion,
+    rgb_to_hsv,
+)
 from citypipe.data.transforms import (
     TrainTransform,
     _crop_accepted,
+    bilinear_resized_crop,
     photometric_distortion,
 )
 
@@ -13,8 +22,8 @@ from citypipe.data.transforms import (
 PALETTE = {0: (255, 0, 0), 7: (0, 255, 0), 11: (0, 0, 255), 18: (255, 255, 0)}
 
 
-def transform(base, crop, scale=1.0, hflip=0.0, photometric=False, cat_max_ratio=1.0) -> TrainTransform:
-    return TrainTransform(base, (scale, scale), crop, hflip, photometric, cat_max_ratio)
+def transform(base, crop, scale=1.0, flip_prob=0.0, photometric="none", cat_max_ratio=1.0, resize="antialias") -> TrainTransform:
+    return TrainTransform(base, (scale, scale), crop, flip_prob, photometric, cat_max_ratio, resize)
 
 
 def block_scene(height: int, width: int, block: int, seed: int) -> tuple[Image.Image, Image.Image]:
@@ -157,7 +166,7 @@ def test_an_accepted_first_window_draws_as_without_cat_max_ratio(seed):
     outputs = []
     for cat_max_ratio in (0.75, 1.0):
         rng = np.random.default_rng(seed)
-        out_image, out_label = transform((64, 128), (32, 32), hflip=0.5, photometric=True, cat_max_ratio=cat_max_ratio)(
+        out_image, out_label = transform((64, 128), (32, 32), flip_prob=0.5, photometric="simple", cat_max_ratio=cat_max_ratio)(
             position_image(64, 128), Image.fromarray(stripes), rng)
         outputs.append((out_image, out_label, rng.random()))
     assert np.array_equal(outputs[0][0], outputs[1][0]) and np.array_equal(outputs[0][1], outputs[1][1])
@@ -166,3 +175,153 @@ def test_an_accepted_first_window_draws_as_without_cat_max_ratio(seed):
     plain, _ = transform((64, 128), (32, 32), cat_max_ratio=0.75)(
         position_image(64, 128), Image.fromarray(stripes), np.random.default_rng(seed))
     assert tuple(plain[0, 0, :2]) == windows[0]
+
+
+# ---- train.resize: bilinear is cv2's INTER_LINEAR (mmseg's RandomResize), bit for bit ----
+
+@pytest.mark.parametrize("source, scaled, corner, crop", [
+    ((64, 128), (32, 64), (0, 0), (32, 64)),  # exactly half: cv2 switches to INTER_AREA, the same numbers
+    ((64, 128), (38, 77), (3, 9), (32, 64)),  # shrink, no antialiasing
+    ((64, 128), (88, 175), (40, 100), (32, 64)),  # enlarge, window inside
+    ((64, 128), (134, 269), (102, 205), (32, 64)),  # window at the bottom-right border
+    ((97, 131), (50, 300), (20, 250), (40, 64)),  # window past the border: padded with 0
+    ((1024, 2048), (700, 1400), (100, 300), (512, 1024)),  # the recipe's sizes
+])
+def test_bilinear_resized_crop_is_cv2_inter_linear(source, scaled, corner, crop):
+    cv2 = pytest.importorskip("cv2")
+    image = np.random.default_rng(0).integers(0, 256, (*source, 3), dtype=np.uint8)
+    expected = cv2.resize(image, scaled[::-1], interpolation=cv2.INTER_LINEAR)[corner[0]:corner[0] + crop[0],
+                                                                             corner[1]:corner[1] + crop[1]]
+    out = bilinear_resized_crop(image, scaled, corner, crop)
+    h, w = expected.shape[:2]
+    assert out.shape == (*crop, 3) and np.array_equal(out[:h, :w], expected)
+    assert (out[h:] == 0).all() and (out[:, w:] == 0).all()
+
+
+@pytest.mark.parametrize("scale", [0.6, 1.0, 1.37])
+def test_bilinear_resize_changes_the_image_filter_only(scale):
+    """Same draws, same window, same labels; the image is cv2.resize's, cropped at the drawn window."""
+    cv2 = pytest.importorskip("cv2")
+    image, label = block_scene(64, 128, 16, 3)
+    crop = (32, 48)
+    outputs = {}
+    for resize in ("antialias", "bilinear"):
+        rng = np.random.default_rng(7)
+        outputs[resize] = (*transform((64, 128), crop, scale, flip_prob=0.5, resize=resize)(image, label, rng), rng.random())
+    assert np.array_equal(outputs["antialias"][1], outputs["bilinear"][1]) and outputs["antialias"][2] == outputs["bilinear"][2]
+    rng = np.random.default_rng(7)
+    rng.uniform(scale, scale)
+    scaled = (round(64 * scale), round(128 * scale))
+    y, x = int(rng.integers(0, max(scaled[0] - crop[0], 0) + 1)), int(rng.integers(0, max(scaled[1] - crop[1], 0) + 1))
+    expected = cv2.resize(np.asarray(image), scaled[::-1], interpolation=cv2.INTER_LINEAR)[y:y + crop[0], x:x + crop[1]]
+    if rng.random() < 0.5:
+        expected = expected[:, ::-1]
+    assert np.array_equal(outputs["bilinear"][0][:expected.shape[0], :expected.shape[1]], expected)
+
+
+# ---- train.photometric: mmseg is mmseg's PhotoMetricDistortion ----
+
+def cv2_reference_photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """PhotoMetricDistortion as mmseg's transforms.py defines it, with cv2 for HSV and the draws from `rng` in
+    mmseg's order (numpy's randint(2) coins; randint(-18, 18) excludes 18). Our images are RGB, mmseg's BGR:
+    RGB2HSV of the one is BGR2HSV of the other."""
+    cv2 = pytest.importorskip("cv2")
+
+    def convert(values, alpha=1.0, beta=0.0):
+        return np.clip(values.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+
+    def contrast(img):
+        return convert(img, alpha=rng.uniform(0.5, 1.5)) if rng.integers(2) else img
+
+    img = convert(image, beta=rng.uniform(-32, 32)) if rng.integers(2) else image
+    mode = rng.integers(2)
+    if mode == 1:
+        img = contrast(img)
+    if rng.integers(2):
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+        hsv[:, :, 1] = convert(hsv[:, :, 1], alpha=rng.uniform(0.5, 1.5))
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if rng.integers(2):
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+        hsv[:, :, 0] = (hsv[:, :, 0].astype(int) + rng.integers(-18, 18)) % 180
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if mode == 0:
+        img = contrast(img)
+    return img
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_mmseg_photometric_equals_the_reference_draw_for_draw(seed):
+    image = np.random.default_rng(100 + seed).integers(0, 256, (16, 64, 3), dtype=np.uint8)  # rows of 64: see hsv_to_rgb
+    ours_rng, reference_rng = np.random.default_rng(seed), np.random.default_rng(seed)
+    out = mmseg_photometric_distortion(image, ours_rng)
+    assert out.dtype == np.uint8 and out.shape == image.shape
+    assert np.array_equal(out, cv2_reference_photometric(image, reference_rng))
+    assert ours_rng.random() == reference_rng.random()  # the same number of draws: later draws are unchanged
+
+
+def test_hsv_conversions_equal_cv2():
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    rgb[0, :256] = np.arange(256)[:, None]  # greys, where hue and saturation are 0
+    rgb[1, :6] = [[255, 0, 0], [255, 255, 0], [0, 255, 0], [0, 255, 255], [0, 0, 255], [255, 0, 255]]
+    assert np.array_equal(rgb_to_hsv(rgb), cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV))
+    hsv = np.stack([rng.integers(0, 180, (512, 512)), rng.integers(0, 256, (512, 512)),
+                    rng.integers(0, 256, (512, 512))], -1).astype(np.uint8)  # rows of 512: cv2's SIMD path
+    assert np.array_equal(hsv_to_rgb(hsv), cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB))
+
+
+@pytest.mark.parametrize("step", ["brightness", "contrast", "saturation", "hue"])
+def test_each_photometric_step_alone_against_cv2(step):
+    cv2 = pytest.importorskip("cv2")
+    image = np.random.default_rng(1).integers(0, 256, (16, 64, 3), dtype=np.uint8)  # cv2's SIMD rows (64 pixels)
+    value = {"brightness": 27.3, "contrast": 1.37, "saturation": 0.61, "hue": -13}[step]
+    plan = PhotometricPlan(**{"brightness": None, "contrast": None, "contrast_first": False, "saturation": None,
+                              "hue": None, step: value})
+    out = apply_photometric_plan(image, plan)
+    if step in ("brightness", "contrast"):
+        alpha, beta = (1.0, value) if step == "brightness" else (value, 0.0)
+        expected = np.clip(image.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)  # clip, then truncate
+    else:
+        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+        if step == "saturation":
+            hsv[..., 1] = np.clip(hsv[..., 1].astype(np.float32) * value, 0, 255).astype(np.uint8)
+        else:
+            hsv[..., 0] = (hsv[..., 0].astype(int) + value) % 180
+        expected = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    assert np.array_equal(out, expected)
+
+
+def test_photometric_draws_have_mmsegs_statistics():
+    """Over 4000 seeds: each step on with probability 1/2, contrast first half the time, brightness
+    U(-32, 32), contrast and saturation U(0.5, 1.5), hue uniform over the 36 integers -18..17."""
+    plans = [draw_photometric_plan(np.random.default_rng(seed)) for seed in range(4000)]
+    tolerance = 4.5 * (0.25 / 4000) ** 0.5  # 4.5 binomial standard deviations
+    for name in ("brightness", "contrast", "saturation", "hue"):
+        on = np.array([getattr(p, name) for p in plans if getattr(p, name) is not None], float)
+        assert abs(len(on) / 4000 - 0.5) < tolerance, name
+        low, high = {"brightness": (-32, 32), "contrast": (0.5, 1.5), "saturation": (0.5, 1.5), "hue": (-18, 17)}[name]
+        assert on.min() >= low and on.max() <= high
+        assert abs(on.mean() - (low + high) / 2) < 4.5 * (high - low) / (12 * len(on)) ** 0.5, name
+    assert abs(np.mean([p.contrast_first for p in plans]) - 0.5) < tolerance
+    hues = [p.hue for p in plans if p.hue is not None]
+    assert set(hues) == set(range(-18, 18))
+    counts = np.bincount(np.array(hues) + 18)
+    assert counts.min() > 0.5 * len(hues) / 36  # no value starved
+
+
+def test_simple_photometric_is_unchanged_for_the_demo():
+    """photometric: simple is the demo's distortion as before: a TrainTransform applies exactly
+    photometric_distortion to the flipped crop, with the generator's next draws."""
+    image, label = block_scene(32, 48, 8, 0)
+    rng = np.random.default_rng(5)
+    out, _ = transform((32, 48), (32, 48), flip_prob=0.5, photometric="simple")(image, label, rng)
+    reference = np.random.default_rng(5)
+    reference.uniform(1.0, 1.0)
+    reference.integers(0, 1), reference.integers(0, 1)
+    crop = np.asarray(image)
+    if reference.random() < 0.5:
+        crop = crop[:, ::-1]
+    assert np.array_equal(out, photometric_distortion(np.ascontiguousarray(crop), reference))
+    assert rng.random() == reference.random()

@@ -1,8 +1,7 @@
 """Percentile bootstrap confidence intervals for mIoU and pixel accuracy over images.
 
 Each resample draws N images with replacement and scores their *summed* confusion matrix, as the
-evaluation does for the whole split (IoU = tp / (tp + fp + fn), NaN where the denominator is 0,
-mIoU = the mean over the non-NaN classes; see citypipe/evaluation/scores.py).
+evaluation does for the whole split, with the same functions (citypipe/evaluation/iou.py).
 
 Vectorised: only the per-image diagonal, row sums and column sums enter the scores, so a
 resample is a (N,) vector of draw counts and all resamples are one (R, N) @ (N, 3K) product. The
@@ -11,25 +10,23 @@ summation order): 1000 resamples of 500 images take a few milliseconds.
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
+
+from citypipe.evaluation.iou import (
+    class_iou_from_counts,
+    mean_of_defined,
+    pixel_accuracy_from_counts,
+)
 
 METRICS = ("miou", "pixel_acc")
 
 
 def _scores(tp: np.ndarray, gt: np.ndarray, pred: np.ndarray, metric: str) -> np.ndarray:
-    """Per-row metric from (R, K) summed true positives, ground-truth and prediction counts."""
+    """Per-row metric from (R, K) summed true positives, ground-truth and prediction counts, computed
+    by the same functions as eval.json's headline numbers."""
     if metric == "pixel_acc":
-        total = gt.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(total > 0, tp.sum(axis=1) / np.where(total > 0, total, 1), np.nan)
-    denominator = gt + pred - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(denominator > 0, tp / np.where(denominator > 0, denominator, 1), np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: mean of nothing is NaN
-        return np.nanmean(iou, axis=1)
+        return pixel_accuracy_from_counts(tp, gt)
+    return mean_of_defined(class_iou_from_counts(tp, gt, pred))
 
 
 def metric_from_confusion(confusion: np.ndarray, metric: str) -> float:
@@ -38,27 +35,64 @@ def metric_from_confusion(confusion: np.ndarray, metric: str) -> float:
     return float(_scores(np.diag(mat)[None], mat.sum(1)[None], mat.sum(0)[None], metric)[0])
 
 
+def resample_counts(n: int, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, n) float64: how often each of n images is drawn in each resample (with replacement).
+
+    One draw of frame indices that paired comparisons apply to both experiments' per-image counts."""
+    if n < 1:
+        raise ValueError(f"need at least one image, got {n}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, size=(resamples, n))
+    flat = (draws + n * np.arange(resamples)[:, None]).ravel()
+    return np.bincount(flat, minlength=resamples * n).reshape(resamples, n).astype(np.float64)
+
+
+def resampled_sums(counts: np.ndarray, per_image: np.ndarray) -> np.ndarray:
+    """(R, N) draw counts x (N, ...) per-image integer sums -> (R, ...) sums per resample, exact in float64."""
+    flat = np.asarray(per_image, dtype=np.float64).reshape(per_image.shape[0], -1)
+    if flat.size and np.abs(flat).max() * counts.shape[1] >= 2**53:
+        raise ValueError("pixel counts too large for exact float64 sums")
+    return (counts @ flat).reshape(counts.shape[0], *per_image.shape[1:])
+
+
+def confusion_parts(per_image_confusion: np.ndarray) -> np.ndarray:
+    """(N, K, K) gt x pred counts -> (N, 3K) [tp | gt (row sums) | pred (column sums)]: all the scores need."""
+    conf = np.asarray(per_image_confusion)
+    if conf.ndim != 3 or conf.shape[1] != conf.shape[2] or conf.shape[0] == 0:
+        raise ValueError(f"per_image_confusion must be (N, K, K) with N >= 1, got {conf.shape}")
+    conf = conf.astype(np.float64)
+    return np.concatenate([np.diagonal(conf, axis1=1, axis2=2), conf.sum(2), conf.sum(1)], axis=1)
+
+
+def metric_of_parts(summed: np.ndarray, metric: str) -> np.ndarray:
+    """(R, 3K) resampled confusion_parts -> (R,) metric values."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    k = summed.shape[1] // 3
+    return _scores(summed[:, :k], summed[:, k:2 * k], summed[:, 2 * k:], metric)
+
+
 def bootstrap_distribution(per_image_confusion: np.ndarray, metric: str, resamples: int, seed: int) -> np.ndarray:
     """(resamples,) metric values, one per resample of the images (with replacement)."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    conf = np.asarray(per_image_confusion)
-    if conf.ndim != 3 or conf.shape[1] != conf.shape[2] or conf.shape[0] == 0:
-        raise ValueError(f"per_image_confusion must be (N, K, K) with N >= 1, got {conf.shape}")
-    if resamples < 1:
-        raise ValueError(f"resamples must be >= 1, got {resamples}")
-    n, k = conf.shape[0], conf.shape[1]
-    conf = conf.astype(np.float64)
-    # per image: [tp | gt (row sums) | pred (column sums)], (N, 3K)
-    parts = np.concatenate([np.diagonal(conf, axis1=1, axis2=2), conf.sum(2), conf.sum(1)], axis=1)
-    if parts.size and parts.max() * n >= 2**53:
-        raise ValueError("pixel counts too large for exact float64 sums")
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(resamples, n))
-    flat = (draws + n * np.arange(resamples)[:, None]).ravel()
-    counts = np.bincount(flat, minlength=resamples * n).reshape(resamples, n).astype(np.float64)  # draws per image
-    summed = counts @ parts  # (R, 3K), exact integers
-    return _scores(summed[:, :k], summed[:, k:2 * k], summed[:, 2 * k:], metric)
+    parts = confusion_parts(per_image_confusion)  # (N, 3K)
+    counts = resample_counts(parts.shape[0], resamples, seed)  # (R, N) draws per image
+    return metric_of_parts(resampled_sums(counts, parts), metric)
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the non-NaN `values` at confidence `level`; (nan, nan) when none is defined."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(values, [tail, 1.0 - tail])
+    return float(low), float(high)
 
 
 def bootstrap_interval(per_image_confusion: np.ndarray, metric: str, resamples: int, seed: int,
@@ -70,10 +104,4 @@ def bootstrap_interval(per_image_confusion: np.ndarray, metric: str, resamples: 
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    values = bootstrap_distribution(per_image_confusion, metric, resamples, seed)
-    values = values[~np.isnan(values)]
-    if values.size == 0:
-        return float("nan"), float("nan")
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(values, [tail, 1.0 - tail])
-    return float(low), float(high)
+    return percentile_interval(bootstrap_distribution(per_image_confusion, metric, resamples, seed), level)

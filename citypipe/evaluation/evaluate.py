@@ -11,28 +11,32 @@ from torch.utils.data import DataLoader
 from citypipe.atomic import write_json, write_text
 from citypipe.data import layout
 from citypipe.errors import CitypipeError
+from citypipe.evaluation.analysis import FrameAnalysis
 from citypipe.evaluation.bootstrap import METRICS, bootstrap_interval
 from citypipe.evaluation.confusion import ConfusionMatrix
+from citypipe.evaluation.per_image import analysis_headline, analysis_tables, write_analysis
 from citypipe.evaluation.scores import compute_scores, split_headline
 from citypipe.labels import class_names
-from citypipe.params import DataParams, DeviceParams, EvaluateParams, ModelParams
-from citypipe.prediction.predictor import Predictor, frame_loader
+from citypipe.params import DataParams, DeviceParams, EvaluateParams, InferenceParams
+from citypipe.prediction.predictor import Predictor, checkpoint_file, frame_loader
 from citypipe.runtime import runtime_for
 
 
 @dataclass(frozen=True)
 class EvaluatePaths:
     cache: Path  # prepare-labels' trainId cache
-    checkpoint: Path
+    checkpoints: Path  # the train stage's folder: best.pt / last.pt, as inference.checkpoint says
     metrics: Path  # metrics/eval.json: the headline numbers with their bootstrap intervals
     class_metrics: Path  # metrics/eval_classes.json: per-class and per-category IoU / iIoU
-    plots: Path  # class_iou.csv, confusion_matrix.csv
+    plots: Path  # class_iou.csv, confusion_matrix.csv; trimap_miou.csv, instance_recall.csv, per_image_counts.npy
+    per_image: Path  # metrics/per_image.csv: each frame's scores
 
 
 def evaluate(predictor: Predictor, loader: DataLoader, show_progress: bool = True,
-             per_image: bool = False) -> ConfusionMatrix:
+             per_image: bool = False, analysis: FrameAnalysis | None = None) -> ConfusionMatrix:
     """Confusion matrix and instance statistics over the loader, all-reduced across DDP ranks;
-    with `per_image`, also each image's own matrix (`cm.per_update`, in loader order)."""
+    with `per_image`, also each image's own matrix (`cm.per_update`, in loader order); with `analysis`,
+    also its boundary, trimap, per-image and instance-size counts."""
     runtime = predictor.runtime
     cm = ConfusionMatrix(runtime.device, keep_per_image=per_image)
     for batch, prediction in predictor.frames(loader, "evaluate", show_progress):
@@ -45,7 +49,11 @@ def evaluate(predictor: Predictor, loader: DataLoader, show_progress: bool = Tru
         instances = batch["instances"].to(runtime.device, non_blocking=True)
         for i in range(prediction.shape[0]):
             cm.update_instances(instances[i], prediction[i])
+        if analysis is not None:
+            analysis.update(prediction, label, instances, batch["frame_id"])
     cm.all_reduce()
+    if analysis is not None:
+        analysis.all_reduce()
     return cm
 
 
@@ -71,24 +79,30 @@ def bootstrap_intervals(per_image: np.ndarray, resamples: int, seed: int) -> dic
     return intervals
 
 
-def evaluate_checkpoint(data: DataParams, model: ModelParams, evaluate_params: EvaluateParams, device: DeviceParams,
-                        paths: EvaluatePaths) -> dict:
-    """The evaluate stage: score the checkpoint on `evaluate.split`; write metrics and the CSVs behind the plots."""
+def evaluate_checkpoint(data: DataParams, inference: InferenceParams, evaluate_params: EvaluateParams,
+                        device: DeviceParams, paths: EvaluatePaths) -> dict:
+    """The evaluate stage: score the checkpoint on `evaluate.split`, predicting as `inference` says; write
+    metrics and the CSVs behind the plots."""
     split = evaluate_params.split
     samples = layout.find_samples(data.root, split, data.cities)
     if not any(s.label_ids.is_file() for s in samples) or split == "test":
         raise CitypipeError(f"evaluate.split: {split} has no labels to score against (use val)")
     runtime = runtime_for(device)
-    predictor = Predictor.from_checkpoint(paths.checkpoint, model, evaluate_params, runtime)
-    loader = frame_loader(samples, paths.cache, evaluate_params.batch_size, evaluate_params.workers, runtime)
-    cm = evaluate(predictor, loader, per_image=True)
+    predictor = Predictor.from_checkpoint(checkpoint_file(paths.checkpoints, inference), inference, runtime)
+    loader = frame_loader(samples, paths.cache, inference.batch_size, inference.workers, runtime)
+    analysis = FrameAnalysis(runtime.device, evaluate_params.boundary_dilation_ratio, evaluate_params.trimap_widths)
+    cm = evaluate(predictor, loader, per_image=True, analysis=analysis)
     scores = compute_scores(cm)
     scores["num_images"] = len(samples)
     per_image = torch.stack(cm.per_update).cpu().numpy()  # (N, 19, 19)
     scores.update(bootstrap_intervals(per_image, evaluate_params.bootstrap_resamples, evaluate_params.bootstrap_seed))
+    counts = analysis.result()  # boundary mIoU and its interval (eval.json); class tables (eval_classes.json)
+    scores.update(analysis_headline(counts, evaluate_params.bootstrap_resamples, evaluate_params.bootstrap_seed))
+    scores.update(analysis_tables(counts))
     headline, tables = split_headline(scores)
     write_json(paths.metrics, headline)
     write_json(paths.class_metrics, tables)
     write_text(paths.plots / "class_iou.csv", class_iou_csv(scores["class_iou"]))
     write_text(paths.plots / "confusion_matrix.csv", confusion_csv(cm.mat.cpu().numpy()))
+    write_analysis(counts, paths.per_image, paths.plots)
     return scores

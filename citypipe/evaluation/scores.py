@@ -6,11 +6,14 @@ in the official script. iIoU replaces tp and fn by instance-size-weighted sums.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from citypipe.evaluation.confusion import INSTANCE_CATEGORIES, ConfusionMatrix
+from citypipe.evaluation.iou import (
+    class_iou_from_counts,
+    mean_of_defined,
+    pixel_accuracy_from_counts,
+)
 from citypipe.labels import class_names, evaluated_labels
 
 
@@ -19,8 +22,7 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 
 def _nanmean(values: list[float]) -> float:
-    valid = [v for v in values if not math.isnan(v)]
-    return sum(valid) / len(valid) if valid else float("nan")
+    return float(mean_of_defined(np.array(values, dtype=np.float64))) if values else float("nan")
 
 
 def category_members() -> dict[str, list[int]]:
@@ -36,7 +38,8 @@ def compute_scores(cm: ConfusionMatrix) -> dict:
     inst_tp, inst_fn = cm.inst_tp.cpu().numpy(), cm.inst_fn.cpu().numpy()
     tp, gt, pred = np.diag(mat), mat.sum(1), mat.sum(0)
     names = class_names()
-    class_iou = {n: _ratio(tp[i], gt[i] + pred[i] - tp[i]) for i, n in enumerate(names)}
+    iou_values = class_iou_from_counts(tp, gt, pred)
+    class_iou = {n: float(iou_values[i]) for i, n in enumerate(names)}
     instance_classes = {i for ids in INSTANCE_CATEGORIES.values() for i in ids}
     class_iiou = {n: _ratio(inst_tp[i], inst_tp[i] + inst_fn[i] + pred[i] - tp[i])
                   for i, n in enumerate(names) if i in instance_classes}
@@ -50,13 +53,12 @@ def compute_scores(cm: ConfusionMatrix) -> dict:
             ctp, cfn = float(cm.cat_tp[c]), float(cm.cat_fn[c])
             category_iiou[category] = _ratio(ctp, ctp + cfn + fp)
     total = mat.sum()
-    iou_values = np.array([class_iou[n] for n in names])
     frequency = gt / total if total else np.zeros_like(gt)
     present = (frequency > 0) & ~np.isnan(iou_values)
     return {
-        "pixel_acc": _ratio(tp.sum(), total),
+        "pixel_acc": float(pixel_accuracy_from_counts(tp, gt)),
         "mean_acc": _nanmean([_ratio(tp[i], gt[i]) for i in range(len(names))]),
-        "miou": _nanmean(list(class_iou.values())),
+        "miou": float(mean_of_defined(iou_values)),
         "fwiou": float((frequency[present] * iou_values[present]).sum()),
         "iiou": _nanmean(list(class_iiou.values())),
         "category_miou": _nanmean(list(category_iou.values())),

@@ -43,18 +43,22 @@ def imagenet_weights(name: str, pretrained: str) -> models.WeightsEnum | None:
     return enum_class[pretrained]
 
 
-def dilate_layer(layer: nn.Sequential, dilation: int) -> None:
+def dilate_layer(layer: nn.Sequential, dilation: int, first_dilation: int) -> None:
     """Trade a ResNet stage's stride 2 for dilation, so the output stride stays put.
 
-    torchvision's replace_stride_with_dilation only supports Bottleneck blocks; this works for
-    BasicBlock (ResNet-18/34) too: strided convs get stride 1, every 3x3 conv gets the dilation.
+    Contracted, as torchvision's replace_stride_with_dilation and mmseg's contract_dilation=True: the
+    stage's first block keeps `first_dilation`, the previous stage's rate (output stride 8: layer3
+    1,2,2,..., layer4 2,4,4), so a dilated network with ImageNet weights computes what the undilated one
+    did, on a denser grid. Bottleneck (ResNet-50/101): its 3x3 conv2 carries the stride, so the
+    dilation, as in torchvision. BasicBlock (ResNet-18/34), which torchvision cannot dilate: mmseg's
+    rule, conv1 (the strided 3x3) takes the rate and conv2 stays undilated.
     """
-    for module in layer.modules():
-        if isinstance(module, nn.Conv2d):
-            if module.stride == (2, 2):
-                module.stride = (1, 1)
-            if module.kernel_size == (3, 3):
-                module.dilation, module.padding = (dilation, dilation), (dilation, dilation)
+    for index, block in enumerate(layer):
+        rate = first_dilation if index == 0 else dilation
+        conv = block.conv2 if isinstance(block, models.resnet.Bottleneck) else block.conv1
+        conv.stride, conv.dilation, conv.padding = (1, 1), (rate, rate), (rate, rate)
+        if block.downsample is not None:
+            block.downsample[0].stride = (1, 1)  # the 1x1 projection of the shortcut
 
 
 def load_backbone_weights(resnet: nn.Module, name: str, pretrained: str, weights_file: str) -> None:
@@ -100,10 +104,10 @@ class ResNetFeatures(nn.Module):
         resnet = BACKBONES[name].builder(weights=None)
         load_backbone_weights(resnet, name, pretrained, weights_file)
         if output_stride == 8:
-            dilate_layer(resnet.layer3, 2)
-            dilate_layer(resnet.layer4, 4)
+            dilate_layer(resnet.layer3, 2, 1)
+            dilate_layer(resnet.layer4, 4, 2)
         else:
-            dilate_layer(resnet.layer4, 2)
+            dilate_layer(resnet.layer4, 2, 1)
         self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
 

@@ -2,7 +2,8 @@
 (model, its config and params): saved atomically, loaded safely.
 
 Everything is a tensor or a plain Python value, so loading uses weights_only=True and never runs
-pickled code. Loading checks the architecture and the number of classes and says what differs.
+pickled code. Loading checks the model format, the architecture and the number of classes and says
+what differs.
 """
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ from citypipe.errors import CitypipeError, first_line
 from citypipe.labels import NUM_CLASSES
 from citypipe.models.backbone import BACKBONES
 from citypipe.models.deeplab import HEAD_BUILDERS, DeepLab, ModelConfig, build_model
+
+# What the weights mean, beyond the names and shapes a state dict shows. 1 (no entry): every 3x3 conv of a
+# dilated stage at the full rate; 2: contracted dilation (a dilated stage's first block keeps the previous
+# rate) and model_config with head_channels / head_style. Same shapes, other network: never load across.
+MODEL_FORMAT = 2
 
 
 def canonical(value: Any) -> Any:
@@ -38,7 +44,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Identical states give identical bytes (DVC hashes checkpoints): canonical containers, and a file
     object, because given a path torch.save names the zip's inner folder after the random temporary file."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        torch.save(canonical(state), handle)
+        torch.save(canonical({**state, "model_format": MODEL_FORMAT}), handle)
 
 
 def load_checkpoint(path: str | Path, expected: ModelConfig | None = None) -> dict[str, Any]:
@@ -52,9 +58,20 @@ def load_checkpoint(path: str | Path, expected: ModelConfig | None = None) -> di
     if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
         raise CitypipeError(f"{path}: not a citypipe checkpoint (no model_config/model entries)")
     stored_config(path, state["model_config"])
+    check_format(path, state.get("model_format", 1))
     if expected is not None:
         check_config(path, state["model_config"], expected)
     return state
+
+
+def check_format(path: Path, found: Any) -> None:
+    if found == MODEL_FORMAT:
+        return
+    if isinstance(found, int) and not isinstance(found, bool) and found > MODEL_FORMAT:
+        raise CitypipeError(f"{path}: checkpoint of model format {found}, newer than this citypipe's {MODEL_FORMAT} "
+                            "(update citypipe to use it)")
+    raise CitypipeError(f"{path}: checkpoint of model format {found!r}, before the current {MODEL_FORMAT} (dilated "
+                        "stages changed geometry): retrain it, e.g. delete checkpoints/ and run `dvc repro train`")
 
 
 def check_config(path: Path, stored: dict[str, Any], expected: ModelConfig) -> None:
@@ -65,7 +82,7 @@ def check_config(path: Path, stored: dict[str, Any], expected: ModelConfig) -> N
 
 
 _CONFIG_VALUES = {"arch": tuple(HEAD_BUILDERS), "backbone": tuple(BACKBONES), "output_stride": (8, 16),
-                  "aux_head": (False, True), "num_classes": (NUM_CLASSES,)}
+                  "aux_head": (False, True), "num_classes": (NUM_CLASSES,), "head_style": ("torchvision", "mmseg")}
 
 
 def stored_config(path: Path, stored: Any) -> ModelConfig:
@@ -73,15 +90,19 @@ def stored_config(path: Path, stored: Any) -> ModelConfig:
     value is named in one line (not a TypeError or KeyError from deep inside the model builder)."""
     if not isinstance(stored, dict):
         raise CitypipeError(f"{path}: checkpoint's model_config is {type(stored).__name__}, expected a mapping")
-    fields = [f.name for f in dataclasses.fields(ModelConfig)]
-    extra = sorted(set(map(str, stored)) - set(fields))
+    fields = dataclasses.fields(ModelConfig)
+    names = [f.name for f in fields]
+    extra = sorted(set(map(str, stored)) - set(names))
     if extra:
-        raise CitypipeError(f"{path}: checkpoint's model_config has an unknown key {extra[0]!r} (known: {', '.join(fields)})")
-    for key in fields:
-        if key in stored and (stored[key] not in _CONFIG_VALUES[key] or type(stored[key]) is not type(_CONFIG_VALUES[key][0])):
-            raise CitypipeError(f"{path}: checkpoint's model_config has {key}={stored[key]!r}, expected one of "
-                                f"{', '.join(map(repr, _CONFIG_VALUES[key]))}")
-    missing = [key for key in fields[:-1] if key not in stored]  # num_classes has a default (older checkpoints)
+        raise CitypipeError(f"{path}: checkpoint's model_config has an unknown key {extra[0]!r} (known: {', '.join(names)})")
+    for key, value in stored.items():
+        allowed = _CONFIG_VALUES.get(key)
+        if allowed is not None and (value not in allowed or type(value) is not type(allowed[0])):
+            raise CitypipeError(f"{path}: checkpoint's model_config has {key}={value!r}, expected one of "
+                                f"{', '.join(map(repr, allowed))}")
+        if allowed is None and (type(value) is not int or value < 1):  # head_channels
+            raise CitypipeError(f"{path}: checkpoint's model_config has {key}={value!r}, expected a positive integer")
+    missing = [f.name for f in fields if f.name not in stored and f.default is dataclasses.MISSING]
     if missing:
         raise CitypipeError(f"{path}: checkpoint's model_config lacks {missing[0]!r}")
     return ModelConfig(**stored)
@@ -114,9 +135,14 @@ def load_model(path: str | Path, expected: ModelConfig | None, device: torch.dev
     With `expected` (the params' architecture) a checkpoint of another architecture is an error;
     without it, the architecture stored in the checkpoint is built.
     """
-    state = load_checkpoint(path, expected)
-    model = build_model(stored_config(path, state["model_config"]))
-    load_weights(path, model, state["model"])
+    return model_from_state(path, load_checkpoint(path, expected), device, channels_last)
+
+
+def model_from_state(path: str | Path, state: dict[str, Any], device: torch.device,
+                     channels_last: bool = False) -> DeepLab:
+    """A loaded checkpoint's (`load_checkpoint`) model with its weights, in eval mode on `device`."""
+    model = build_model(stored_config(Path(path), state["model_config"]))
+    load_weights(Path(path), model, state["model"])
     model.to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

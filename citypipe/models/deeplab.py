@@ -1,7 +1,8 @@
 """DeepLabV3 and DeepLabV3+ heads on ResNet features, built from a plain dict of builders.
 
 ASPP rates are (6, 12, 18) at output stride 16 and doubled at 8; the V3+ decoder projects layer1
-to 48 channels and fuses with two 3x3 convs of 256 (Chen et al. 2018).
+to 48 channels and fuses with two 3x3 convs of `head_channels` (256 in Chen et al. 2018). Two head
+styles: torchvision's (its ASPP and FCNHead, PyTorch's init) and mmseg's (mmseg_head.py).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from torchvision.models.segmentation.deeplabv3 import ASPP
 from torchvision.models.segmentation.fcn import FCNHead
 
 from citypipe.labels import NUM_CLASSES
+from citypipe.models import mmseg_head
 from citypipe.models.backbone import BACKBONES, ResNetFeatures
 from citypipe.params import ModelParams
 
@@ -27,10 +29,13 @@ class ModelConfig:
     output_stride: int
     aux_head: bool
     num_classes: int = NUM_CLASSES
+    head_channels: int = 256  # the demo's and torchvision's; from_params always passes model.head_channels
+    head_style: str = "torchvision"  # "torchvision" | "mmseg"
 
     @classmethod
     def from_params(cls, model: ModelParams) -> ModelConfig:
-        return cls(model.arch, model.backbone, model.output_stride, model.aux_head)
+        return cls(model.arch, model.backbone, model.output_stride, model.aux_head,
+                   head_channels=model.head_channels, head_style=model.head_style)
 
 
 def _conv_bn_relu(cin: int, cout: int, kernel: int) -> nn.Sequential:
@@ -38,23 +43,24 @@ def _conv_bn_relu(cin: int, cout: int, kernel: int) -> nn.Sequential:
 
 
 class DeepLabV3Head(nn.Module):
-    def __init__(self, in_channels: int, rates: tuple[int, int, int], num_classes: int) -> None:
+    def __init__(self, in_channels: int, channels: int, rates: tuple[int, int, int], num_classes: int) -> None:
         super().__init__()
-        self.aspp = ASPP(in_channels, rates, 256)
-        self.fuse = _conv_bn_relu(256, 256, 3)
-        self.classifier = nn.Conv2d(256, num_classes, 1)
+        self.aspp = ASPP(in_channels, rates, channels)  # fused by a 1x1 conv + Dropout(0.5)
+        self.fuse = _conv_bn_relu(channels, channels, 3)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.classifier(self.fuse(self.aspp(features["out"])))  # (N, K, H/OS, W/OS)
 
 
 class DeepLabV3PlusHead(nn.Module):
-    def __init__(self, in_channels: int, low_channels: int, rates: tuple[int, int, int], num_classes: int) -> None:
+    def __init__(self, in_channels: int, low_channels: int, channels: int, rates: tuple[int, int, int],
+                 num_classes: int) -> None:
         super().__init__()
-        self.aspp = ASPP(in_channels, rates, 256)
+        self.aspp = ASPP(in_channels, rates, channels)  # fused by a 1x1 conv + Dropout(0.5)
         self.project_low = _conv_bn_relu(low_channels, 48, 1)
-        self.fuse = nn.Sequential(_conv_bn_relu(256 + 48, 256, 3), _conv_bn_relu(256, 256, 3))
-        self.classifier = nn.Conv2d(256, num_classes, 1)
+        self.fuse = nn.Sequential(_conv_bn_relu(channels + 48, channels, 3), _conv_bn_relu(channels, channels, 3))
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         low = self.project_low(features["low"])  # (N, 48, H/4, W/4)
@@ -71,7 +77,8 @@ class DeepLab(nn.Module):
         self.backbone = backbone
         self.head = head
         aux_channels = BACKBONES[config.backbone].aux_channels
-        self.aux_head = FCNHead(aux_channels, config.num_classes) if config.aux_head else None
+        aux_builder = mmseg_head.fcn_aux_head if config.head_style == "mmseg" else FCNHead
+        self.aux_head = aux_builder(aux_channels, config.num_classes) if config.aux_head else None
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         size = x.shape[-2:]
@@ -87,13 +94,16 @@ def aspp_rates(output_stride: int) -> tuple[int, int, int]:
 
 
 def _deeplabv3(config: ModelConfig) -> nn.Module:
-    return DeepLabV3Head(BACKBONES[config.backbone].out_channels, aspp_rates(config.output_stride), config.num_classes)
+    head = mmseg_head.MMSegDeepLabV3Head if config.head_style == "mmseg" else DeepLabV3Head
+    return head(BACKBONES[config.backbone].out_channels, config.head_channels, aspp_rates(config.output_stride),
+                config.num_classes)
 
 
 def _deeplabv3plus(config: ModelConfig) -> nn.Module:
     spec = BACKBONES[config.backbone]
-    return DeepLabV3PlusHead(spec.out_channels, spec.low_channels, aspp_rates(config.output_stride),
-                             config.num_classes)
+    head = mmseg_head.MMSegDeepLabV3PlusHead if config.head_style == "mmseg" else DeepLabV3PlusHead
+    return head(spec.out_channels, spec.low_channels, config.head_channels, aspp_rates(config.output_stride),
+                config.num_classes)
 
 
 HEAD_BUILDERS = {"deeplabv3": _deeplabv3, "deeplabv3plus": _deeplabv3plus}

@@ -1,1 +1,1 @@
-"""citypipe.prediction: a model's trainId predictions at full resolution (whole / slide, flip, scales)."""
+"""citypipe.prediction: a network's trainId predictions at full resolution (whole / slide, flip, scales)."""

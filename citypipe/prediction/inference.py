@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from citypipe.data.dataset import normalize
-from citypipe.params import EvaluateParams
+from citypipe.params import InferenceParams
 
 
 @dataclass(frozen=True)
@@ -18,24 +18,30 @@ class InferenceConfig:
     size: tuple[int, int]  # whole: network input size (H, W) at scale 1.0
     crop_size: tuple[int, int]  # slide: window (H, W) at the original resolution
     stride: tuple[int, int]
-    hflip: bool
+    flip: bool
     scales: tuple[float, ...]
 
     @classmethod
-    def from_params(cls, evaluate: EvaluateParams) -> InferenceConfig:
-        return cls(evaluate.mode, evaluate.size, evaluate.crop_size, evaluate.stride, evaluate.hflip, evaluate.scales)
+    def from_params(cls, inference: InferenceParams) -> InferenceConfig:
+        return cls(inference.mode, inference.size, inference.crop_size, inference.stride, inference.flip,
+                   inference.scales)
+
+    @classmethod
+    def whole(cls, size: tuple[int, int]) -> InferenceConfig:
+        """Whole images at one network input size, no flip, one scale: training's validation."""
+        return cls("whole", size, size, size, False, (1.0,))
 
 
-def _forward(model: nn.Module, x: torch.Tensor, hflip: bool) -> torch.Tensor:
-    """(N, 3, h, w) normalised -> (N, K, h, w) logits (flip-averaged softmax when hflip)."""
-    logits = model(x)["out"].float()
-    if not hflip:
+def _forward(network: nn.Module, x: torch.Tensor, flip: bool) -> torch.Tensor:
+    """(N, 3, h, w) normalised -> (N, K, h, w) logits (flip-averaged softmax when flip)."""
+    logits = network(x)["out"].float()
+    if not flip:
         return logits
-    flipped = model(x.flip(-1))["out"].float().flip(-1)
+    flipped = network(x.flip(-1))["out"].float().flip(-1)
     return (logits.softmax(1) + flipped.softmax(1)) / 2
 
 
-def _slide(model: nn.Module, x: torch.Tensor, crop: tuple[int, int], stride: tuple[int, int], hflip: bool,
+def _slide(network: nn.Module, x: torch.Tensor, crop: tuple[int, int], stride: tuple[int, int], flip: bool,
            num_classes: int) -> torch.Tensor:
     """Average overlapping windows (mmseg's slide inference); pads images smaller than the window."""
     n, _, h, w = x.shape
@@ -50,15 +56,15 @@ def _slide(model: nn.Module, x: torch.Tensor, crop: tuple[int, int], stride: tup
     count = x.new_zeros((1, 1, H, W))
     for y in rows:
         for x0 in cols:
-            total[:, :, y:y + crop[0], x0:x0 + crop[1]] += _forward(model, x[:, :, y:y + crop[0], x0:x0 + crop[1]], hflip)
+            total[:, :, y:y + crop[0], x0:x0 + crop[1]] += _forward(network, x[:, :, y:y + crop[0], x0:x0 + crop[1]], flip)
             count[:, :, y:y + crop[0], x0:x0 + crop[1]] += 1
     return (total / count)[:, :, :h, :w]
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, config: InferenceConfig, num_classes: int,
+def predict(network: nn.Module, images: torch.Tensor, config: InferenceConfig, num_classes: int,
             autocast: torch.autocast | None = None) -> torch.Tensor:
-    """(N, 3, H, W) uint8 images on the model's device -> (N, H, W) uint8 trainIds at (H, W)."""
+    """(N, 3, H, W) uint8 images on the network's device -> (N, H, W) uint8 trainIds at (H, W)."""
     height, width = images.shape[-2:]
     x = normalize(images)
     if autocast is None:
@@ -72,11 +78,11 @@ def predict(model: nn.Module, images: torch.Tensor, config: InferenceConfig, num
         scaled = x if size == (height, width) else F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
         with autocast:
             if config.mode == "whole":
-                out = _forward(model, scaled, config.hflip)
+                out = _forward(network, scaled, config.flip)
             else:
-                out = _slide(model, scaled, config.crop_size, config.stride, config.hflip, num_classes)
+                out = _slide(network, scaled, config.crop_size, config.stride, config.flip, num_classes)
         out = F.interpolate(out.float(), size=(height, width), mode="bilinear", align_corners=False)
-        if len(config.scales) > 1 and not config.hflip:
+        if len(config.scales) > 1 and not config.flip:
             out = out.softmax(1)
         scores = out if scores is None else scores + out
     return scores.argmax(1).to(torch.uint8)

@@ -1,8 +1,8 @@
-"""A model ready to predict, and the one loop that runs it over evaluation frames.
+"""A network ready to predict, and the one loop that runs it over evaluation frames.
 
 evaluate, visualize, export-submission, in-training validation and `citypipe infer` all predict
-through `Predictor`, so "find frames -> load model -> DataLoader(EvalFrames) -> predictions" is
-written once.
+through `Predictor`, so "find frames -> load the network -> DataLoader(EvalFrames) -> predictions"
+is written once.
 """
 from __future__ import annotations
 
@@ -20,33 +20,36 @@ from citypipe.data.dataset import EvalFrames, collate_frames
 from citypipe.data.layout import Sample
 from citypipe.labels import NUM_CLASSES
 from citypipe.models.checkpoint import load_model
-from citypipe.models.deeplab import ModelConfig
-from citypipe.params import EvaluateParams, ModelParams
+from citypipe.params import InferenceParams
 from citypipe.prediction.inference import InferenceConfig, predict
 from citypipe.runtime import Runtime
 
 
+def checkpoint_file(checkpoints: Path, inference: InferenceParams) -> Path:
+    """checkpoints/best.pt or checkpoints/last.pt, as `inference.checkpoint` says."""
+    return Path(checkpoints) / f"{inference.checkpoint}.pt"
+
+
 @dataclass(frozen=True)
 class Predictor:
-    model: nn.Module
+    network: nn.Module
     runtime: Runtime
-    inference: InferenceConfig
+    config: InferenceConfig
     amp: bool  # autocast as runtime says; False scores in fp32 (the official numbers' precision)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Path, model: ModelParams, evaluate: EvaluateParams,
-                        runtime: Runtime) -> Predictor:
-        """The checkpoint's model (its architecture checked against params), predicting as `evaluate` says."""
-        loaded = load_model(checkpoint, ModelConfig.from_params(model), runtime.device, runtime.channels_last)
-        return cls(loaded, runtime, InferenceConfig.from_params(evaluate), evaluate.amp)
+    def from_checkpoint(cls, checkpoint: Path, inference: InferenceParams, runtime: Runtime) -> Predictor:
+        """The network stored in `checkpoint` (its own architecture), predicting as `inference` says."""
+        network = load_model(checkpoint, None, runtime.device, runtime.channels_last)
+        return cls(network, runtime, InferenceConfig.from_params(inference), inference.amp)
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) uint8 images on the device -> (N, H, W) uint8 trainIds."""
-        self.model.eval()
+        self.network.eval()
         if self.runtime.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         autocast = self.runtime.autocast() if self.amp else contextlib.nullcontext()
-        return predict(self.model, images, self.inference, NUM_CLASSES, autocast)
+        return predict(self.network, images, self.config, NUM_CLASSES, autocast)
 
     def frames(self, loader: DataLoader, desc: str, show_progress: bool = True) -> Iterator[tuple[dict, torch.Tensor]]:
         """Yields (batch, (N, H, W) uint8 trainId predictions on the device)."""
@@ -55,7 +58,11 @@ class Predictor:
 
 
 def frame_loader(samples: list[Sample], cache: Path | None, batch_size: int, workers: int, runtime: Runtime) -> DataLoader:
-    """Full-resolution frames in order; with labels from the trainId cache unless `cache` is None."""
+    """Full-resolution frames in order; with labels from the trainId cache unless `cache` is None.
+
+    The loader has its own generator: without one, each iteration draws its workers' base seed from
+    the global torch stream, which training's dropout also draws from (and frames need no randomness).
+    """
     dataset = EvalFrames(samples, cache, with_labels=cache is not None)
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=runtime.device.type == "cuda",
-                      collate_fn=collate_frames)
+                      generator=torch.Generator().manual_seed(0), collate_fn=collate_frames)

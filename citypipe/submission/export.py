@@ -9,11 +9,10 @@ from citypipe.data import layout
 from citypipe.params import (
     DataParams,
     DeviceParams,
-    EvaluateParams,
     ExportParams,
-    ModelParams,
+    InferenceParams,
 )
-from citypipe.prediction.predictor import Predictor, frame_loader
+from citypipe.prediction.predictor import Predictor, checkpoint_file, frame_loader
 from citypipe.runtime import runtime_for
 from citypipe.submission.files import (
     submission_name,
@@ -25,18 +24,18 @@ from citypipe.submission.files import (
 
 @dataclass(frozen=True)
 class ExportPaths:
-    checkpoint: Path
+    checkpoints: Path  # best.pt / last.pt, as inference.checkpoint says
     folder: Path  # submission/labelIds
     zip: Path  # submission/submission.zip
 
 
-def export_submission(data: DataParams, model: ModelParams, evaluate: EvaluateParams, export: ExportParams,
-                      device: DeviceParams, paths: ExportPaths) -> int:
-    """labelIds PNGs of `export.split` predicted as `evaluate` says, validated, then zipped; returns the count."""
+def export_submission(data: DataParams, inference: InferenceParams, export: ExportParams, device: DeviceParams,
+                      paths: ExportPaths) -> int:
+    """labelIds PNGs of `export.split` predicted as `inference` says, validated, then zipped; returns the count."""
     samples = layout.find_samples(data.root, export.split, data.cities)
     runtime = runtime_for(device)
-    predictor = Predictor.from_checkpoint(paths.checkpoint, model, evaluate, runtime)
-    loader = frame_loader(samples, None, export.batch_size, evaluate.workers, runtime)
+    predictor = Predictor.from_checkpoint(checkpoint_file(paths.checkpoints, inference), inference, runtime)
+    loader = frame_loader(samples, None, inference.batch_size, inference.workers, runtime)
     with atomic_dir(paths.folder) as tmp:
         for batch, prediction in predictor.frames(loader, f"export {export.split}"):
             for fid, train_ids in zip(batch["frame_id"], prediction.cpu().numpy()):

@@ -13,6 +13,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from torch import nn
+
 from citypipe.data import layout
 from citypipe.errors import CitypipeError
 from citypipe.models.checkpoint import load_checkpoint

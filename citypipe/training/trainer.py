@@ -1,7 +1,6 @@
 """The train stage's work: assemble model, data, optimisation and outputs from the params sections, then fit."""
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from citypipe.data import layout
-from citypipe.data.dataset import EvalFrames, TrainCrops, collate_frames
+from citypipe.data.dataset import TrainCrops
 from citypipe.data.sampling import EpochSampler
 from citypipe.data.transforms import TrainTransform
 from citypipe.errors import CitypipeError
@@ -25,14 +24,13 @@ from citypipe.models.deeplab import ModelConfig, build_model
 from citypipe.params import (
     DataParams,
     DeviceParams,
-    EvaluateParams,
     ModelParams,
     TrainParams,
     section_dict,
 )
 from citypipe.prediction.inference import InferenceConfig
-from citypipe.prediction.predictor import Predictor
-from citypipe.runtime import Runtime, runtime_for
+from citypipe.prediction.predictor import Predictor, frame_loader
+from citypipe.runtime import Runtime, resolve_device, runtime_for
 from citypipe.training.distributed import DistInfo, barrier, init_distributed
 from citypipe.training.loop import LoopConfig, TrainingSetup, TrainState, fit
 from citypipe.training.losses import SegmentationLoss
@@ -77,11 +75,11 @@ class Loaders(NamedTuple):
     val: DataLoader
 
 
-def make_loaders(data: DataParams, train: TrainParams, evaluate_params: EvaluateParams, paths: TrainPaths,
-                 runtime: Runtime, dist_info: DistInfo) -> Loaders:
+def make_loaders(data: DataParams, train: TrainParams, paths: TrainPaths, runtime: Runtime,
+                 dist_info: DistInfo) -> Loaders:
     samples = layout.find_samples(data.root, "train", data.cities)
-    transform = TrainTransform(train.base_size, train.scale_range, train.crop_size, train.hflip, train.photometric,
-                               train.cat_max_ratio)
+    transform = TrainTransform(train.base_size, train.scale_range, train.crop_size, train.flip_prob, train.photometric,
+                               train.cat_max_ratio, train.resize)
     weights = None
     if train.sampler == "weighted":
         weights = read_weights(paths.sample_weights, [s.frame_id for s in samples], "sample weights")
@@ -97,10 +95,8 @@ def make_loaders(data: DataParams, train: TrainParams, evaluate_params: Evaluate
     train_loader = DataLoader(TrainCrops(samples, paths.cache, transform), batch_size=train.batch_size, sampler=sampler,
                               num_workers=train.workers, pin_memory=pin, drop_last=True,
                               generator=torch.Generator().manual_seed(train.seed), **extra)
-    val_samples = layout.find_samples(data.root, evaluate_params.split, data.cities)[dist_info.rank::dist_info.world_size]
-    val_loader = DataLoader(EvalFrames(val_samples, paths.cache), batch_size=evaluate_params.batch_size,
-                            num_workers=evaluate_params.workers, pin_memory=pin, collate_fn=collate_frames,
-                            generator=torch.Generator().manual_seed(train.seed))
+    val_samples = layout.find_samples(data.root, "val", data.cities)[dist_info.rank::dist_info.world_size]
+    val_loader = frame_loader(val_samples, paths.cache, train.val_batch_size, train.workers, runtime)
     return Loaders(train_loader, sampler, val_loader)
 
 
@@ -118,7 +114,7 @@ def build_setup(model: nn.Module, train: TrainParams, device: DeviceParams, path
     train_loader, sampler = loaders.train, loaders.sampler
     class_weights = read_weights(paths.class_weights, class_names(), "class weights") if train.class_weights else None
     criterion = SegmentationLoss(class_weights, train.ohem, train.ohem_thresh, train.ohem_min_kept,
-                                 train.aux_weight).to(runtime.device)
+                                 train.aux_weight, train.loss_average).to(runtime.device)
     optimizer = build_optimizer(model, train.optimizer, train.lr, train.momentum, train.nesterov, train.weight_decay,
                                 train.backbone_lr_mult, train.head_lr_mult)
     total_iters = train.epochs * (len(train_loader) // train.grad_accum_steps)
@@ -134,23 +130,22 @@ def build_setup(model: nn.Module, train: TrainParams, device: DeviceParams, path
                          dist_info, LoopConfig(train.epochs, train.seed, train.grad_accum_steps, train.val_every))
 
 
-def run_training(data: DataParams, model_params: ModelParams, train: TrainParams, evaluate_params: EvaluateParams,
-                 device: DeviceParams, paths: TrainPaths) -> TrainState:
+def run_training(data: DataParams, model_params: ModelParams, train: TrainParams, device: DeviceParams,
+                 paths: TrainPaths) -> TrainState:
     """The train stage: fit from scratch, or resume this run's `last.pt`; write checkpoints, series and metrics."""
-    dist_info = init_distributed("cuda" if device.type in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    dist_info = init_distributed(resolve_device(device.type).type)
     runtime = runtime_for(device, dist_info.local_rank)
     model = build_training_model(model_params, train.seed, runtime, dist_info)
-    loaders = make_loaders(data, train, evaluate_params, paths, runtime, dist_info)
+    loaders = make_loaders(data, train, paths, runtime, dist_info)
     setup = build_setup(model, train, device, paths, loaders, runtime, dist_info)
-    validation = InferenceConfig.from_params(evaluate_params)
+    validation = InferenceConfig.whole(train.val_size)  # whole val images, fp32: as peers validate while training
     run_params = {"data": section_dict(data), "model": section_dict(model_params), "train": section_dict(train),
-                  "validation": section_dict(validation) | {"amp": evaluate_params.amp},
+                  "validation": section_dict(validation),
                   "numerics": {k: getattr(device, k) for k in ("type", "amp", "num_threads", "cpu_deterministic")},
-                  "val_split": evaluate_params.split,
                   "fingerprint": run_fingerprint(paths.cache, (paths.class_weights, paths.sample_weights, model_params.weights_file),
-                                                 run_files(data.root, data.cities, evaluate_params.split), data.root)}
+                                                 run_files(data.root, data.cities, "val"), data.root)}
     state = resume_state(paths.checkpoints, run_params, setup)
-    predictor = Predictor(model, runtime, validation, evaluate_params.amp)
+    predictor = Predictor(model, runtime, validation, amp=False)
     # a resumed run rebuilds DVCLive's files from the checkpoint's history (DVC removed them before the stage)
     log = TrainLog(paths.live, paths.log, state.history) if dist_info.is_main else None
 
