@@ -71,9 +71,14 @@ def _scales(ctx, param, values: tuple[str, ...]) -> tuple[float, ...] | None:
 @click.option("--device", "device_type", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None,
               help="Override device.type of --params (whose device section is used).")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
+@click.option("--corrupt", "corrupt_spec", default=None, metavar="NAME:SEVERITY",
+              help="Segment the image under a Cityscapes-C corruption, e.g. fog:3 (the overlay shows the corrupted "
+                   "image; *_corrupted.png is written beside it).")
+@click.option("--corrupt-seed", type=int, default=0, show_default=True,
+              help="With --corrupt: the robustness stage's robustness.seed, to see the stage's own pixels.")
 @reports_errors
 def infer(image, split, data_root, params_path, checkpoint, output, mode, size, crop_size, stride, flip, scales, amp,
-          mask, device_type, alpha) -> None:
+          mask, device_type, alpha, corrupt_spec, corrupt_seed) -> None:
     """Segment IMAGE (a file, or a folder searched recursively) or --split; write overlays with a legend.
 
     Test-time settings default to those the checkpoint was validated with; the options override them.
@@ -90,7 +95,10 @@ def infer(image, split, data_root, params_path, checkpoint, output, mode, size, 
             raise CitypipeError(f"--split {split}: no folder {image}")
     from citypipe.infer import InferOptions, infer_images
 
-    options = InferOptions(mode, size, crop_size, stride, flip, scales, amp, mask, alpha)
+    from citypipe.corruptions.corrupt import parse_corruption
+
+    corruption = parse_corruption(corrupt_spec) if corrupt_spec is not None else None
+    options = InferOptions(mode, size, crop_size, stride, flip, scales, amp, mask, alpha, corruption, corrupt_seed)
     count = infer_images(image, output, checkpoint, params.device, options)
     click.echo(f"infer: {count} image(s) -> {output}")
 

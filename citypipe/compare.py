@@ -25,6 +25,10 @@ from citypipe.labels import class_names
 HEADLINE = ("miou", "pixel_acc", "iiou", "boundary_miou")
 PAIRED = ("miou", "boundary_miou")
 SEED_KEY = "train.seed"
+# metrics/robustness.json's summary, shown beside mIoU where an experiment has it: the mean mIoU over the
+# Cityscapes-C sets and its ratio to the clean mIoU of the same frames
+ROBUSTNESS_FILE = "metrics/robustness.json"
+ROBUSTNESS = {"miou_corrupted": "miou_corrupted", "ratio": "robustness_ratio"}  # file key -> column
 
 Experiments = dict[str, tuple[dict[str, Any], dict[str, Any]]]  # name -> (params, eval metrics)
 
@@ -79,10 +83,12 @@ def headline_table(experiments: Experiments, baseline: str) -> pd.DataFrame:
     changed = differing_params(params)
     base_metrics = experiments[baseline][1]
     rows = []
+    shown = [*HEADLINE, *(c for c in ROBUSTNESS.values()
+                          if any(not math.isnan(_number(experiments[n][1], c)) for n in names))]
     for name in names:
         flat, metrics = flatten(params[name]), experiments[name][1]
         row: dict[str, Any] = {key: _param_text(flat.get(key)) for key in changed}
-        for key in HEADLINE:
+        for key in shown:
             value = _number(metrics, key)
             row[key] = value
             row[f"Δ{key}"] = math.nan if name == baseline else value - _number(base_metrics, key)
@@ -241,6 +247,9 @@ def _eval_metrics(metrics_by_file: dict[str, Any], eval_file: str, name: str = "
         if data is not None and not isinstance(data, dict):
             raise CitypipeError(f"{path} ({name}): expected a JSON object of metrics, got {type(data).__name__}")
         merged.update(data or {})
+    robustness = ((metrics_by_file or {}).get(ROBUSTNESS_FILE) or {}).get("data") or {}
+    if isinstance(robustness, dict):
+        merged.update({column: robustness[key] for key, column in ROBUSTNESS.items() if key in robustness})
     return merged
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from citypipe.atomic import refuse_overwriting, write_png
+from citypipe.corruptions.corrupt import corrupt
 from citypipe.data.dataset import open_image
 from citypipe.errors import CitypipeError, is_out_of_memory
 from citypipe.models.checkpoint import load_checkpoint, model_from_state
@@ -42,6 +43,17 @@ class InferOptions:
     amp: bool
     mask: str  # none | trainids | labelids
     alpha: float
+    corruption: tuple[str, int] | None = None  # --corrupt NAME:SEVERITY: segment the Cityscapes-C version
+    corrupt_seed: int = 0  # the robustness stage's robustness.seed gives the stage's own pixels
+
+
+def corrupted(picture: np.ndarray, corruption: tuple[str, int] | None, seed: int, source: Path) -> np.ndarray:
+    """(H, W, 3) uint8 as the robustness stage corrupts this frame: its frame id is the file name less
+    `_leftImg8bit`, so with the stage's seed these are the stage's own pixels."""
+    if corruption is None:
+        return picture
+    frame_id = source.name.removesuffix(source.suffix).removesuffix("_leftImg8bit")
+    return corrupt(picture, corruption[0], corruption[1], seed, frame_id)
 
 
 def image_files(image: Path) -> tuple[Path, list[Path]]:
@@ -60,8 +72,9 @@ def output_files(output: Path, base: Path, source: Path, many: bool) -> dict[str
     """Where one image's overlay and masks go: OUT/<path below base>/<stem>_overlay.png, or OUT itself."""
     if many:
         stem = output / source.relative_to(base).parent / source.stem
-        return {kind: stem.with_name(f"{stem.name}_{kind}.png") for kind in ("overlay", "trainIds", "labelIds")}
-    return {"overlay": output, **{kind: output.with_name(f"{output.stem}_{kind}.png") for kind in ("trainIds", "labelIds")}}
+        return {kind: stem.with_name(f"{stem.name}_{kind}.png") for kind in ("overlay", "trainIds", "labelIds", "corrupted")}
+    return {"overlay": output,
+            **{kind: output.with_name(f"{output.stem}_{kind}.png") for kind in ("trainIds", "labelIds", "corrupted")}}
 
 
 def check_output(output: Path, many: bool) -> None:
@@ -128,7 +141,7 @@ def infer_images(image: Path, output: Path, checkpoint: Path, device: DevicePara
     network = model_from_state(checkpoint, state, runtime.device, runtime.channels_last)
     warned = False
     for source in inputs:
-        picture = np.array(open_image(source))  # (H, W, 3) uint8
+        picture = corrupted(np.array(open_image(source)), options.corruption, options.corrupt_seed, source)  # (H, W, 3) uint8
         config = inference_config(stored, options, picture.shape[:2])
         check_scales(source, config, picture.shape[:2])
         if not warned:
@@ -137,6 +150,8 @@ def infer_images(image: Path, output: Path, checkpoint: Path, device: DevicePara
         train_ids = predict_one(Predictor(network, runtime, config, options.amp), picture, source)
         targets = output_files(output, base, source, many)
         overlay_figure(picture, train_ids, options.alpha, source.name, targets["overlay"])
+        if options.corruption is not None:  # what the network saw, beside the overlay
+            write_png(targets["corrupted"], picture)
         if options.mask == "trainids":
             write_png(targets["trainIds"], train_ids)
         elif options.mask == "labelids":

@@ -319,6 +319,57 @@ class ExportParams(_Traced):
     split: Literal["test", "val"]
 
 
+# Cityscapes-C's corruptions (citypipe/robustness/corruptions.py defines them; a test keeps the two lists equal)
+CorruptionName = Literal["motion_blur", "defocus_blur", "glass_blur", "gaussian_blur", "gaussian_noise",
+                         "impulse_noise", "shot_noise", "speckle_noise", "brightness", "contrast", "saturate",
+                         "jpeg_compression", "snow", "spatter", "fog", "frost"]
+NOISES = ("gaussian_noise", "impulse_noise", "shot_noise", "speckle_noise")
+
+
+@dataclass(frozen=True)
+class RobustnessParams(_Traced):
+    corruptions: tuple[CorruptionName, ...]
+    severities: tuple[int, ...]  # of every corruption but the noises, each in 1..5
+    noise_severities: tuple[int, ...]  # of the four noises (Kamann & Rother: 1..3)
+    seed: int  # with (frame, corruption, severity): every corrupted pixel
+    frames: int  # 0 = every val frame; N = N frames spread evenly over the sorted val frames
+    batch_size: int
+    workers: int  # DataLoader workers: the corruptions are computed there
+
+    def __post_init__(self) -> None:
+        _check_positive("robustness", self, "batch_size")
+        if not self.corruptions or len(set(self.corruptions)) != len(self.corruptions):
+            _fail("robustness.corruptions", "a non-empty list without repeats", list(self.corruptions))
+        for name in ("severities", "noise_severities"):
+            values = getattr(self, name)
+            if not values or len(set(values)) != len(values) or not all(1 <= v <= 5 for v in values):
+                _fail(f"robustness.{name}", "a non-empty list of distinct severities in 1..5", list(values))
+        for name in ("frames", "workers"):
+            if getattr(self, name) < 0:
+                _fail(f"robustness.{name}", "a value >= 0", getattr(self, name))
+
+    def severities_of(self, corruption: str) -> tuple[int, ...]:
+        noise, other = self.noise_severities, self.severities  # both read: the stage depends on both keys
+        return noise if corruption in NOISES else other
+
+
+@dataclass(frozen=True)
+class DeployParams:
+    exporter: Literal["torchscript", "dynamo"]  # torch.onnx.export's TorchScript (legacy) or torch.export path
+    opset: int
+    check_frames: int  # val frames on which export-onnx compares onnxruntime's logits with PyTorch's
+    logits_atol: float  # export-onnx fails when any logit differs by more than this
+    calibration_frames: int  # int8: training frames (evenly spaced over the split) that calibrate activations
+    calibration_method: Literal["minmax", "entropy", "percentile"]
+    per_channel: bool  # int8 weights: one scale per output channel
+
+    def __post_init__(self) -> None:
+        _check_positive("deploy", self, "check_frames", "logits_atol", "calibration_frames")
+        _check_range("deploy", self, "opset", 13, 21)
+        if self.exporter == "dynamo" and self.opset < 18:  # torch.export's exporter writes opset 18 and up
+            _fail("deploy.opset", "18 or more with deploy.exporter: dynamo", self.opset)
+
+
 @dataclass(frozen=True)
 class Params:
     data: DataParams
@@ -331,6 +382,8 @@ class Params:
     evaluate: EvaluateParams
     visualize: VisualizeParams
     export: ExportParams
+    robustness: RobustnessParams
+    deploy: DeployParams
 
 
 def _coerce(key: str, hint: Any, value: Any) -> Any:

@@ -68,6 +68,13 @@ def small_training(synth_root: Path, prepared: tuple[Path, dict], out: Path, pre
     return lambda: run_training(params.data, params.model, params.train, params.device, paths)
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """A test that needs the trained fixture model is slow wherever it is (training it takes tens of seconds)."""
+    for item in items:
+        if "trained_checkpoint" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def trained_checkpoint(synth_root, prepared, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("trained")

@@ -1,6 +1,7 @@
 """Two CPU processes with the gloo backend: ranks stay in sync and match single-process math."""
 import os
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -72,6 +73,7 @@ def _worker(rank, init_file, out_dir):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two spawned processes that import torch and train
 def test_ddp_gloo_ranks_in_sync_and_equal_to_single_process(tmp_path):
     mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD))

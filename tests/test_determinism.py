@@ -20,6 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PINNED_THREADS = 2
 
+pytestmark = pytest.mark.slow  # every test starts fresh Python processes that import torch and train
+
 WORKER = r"""
 import hashlib, json, os, sys
 config = json.loads(sys.argv[1])

@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 import check_plots_render  # noqa: E402
 
+pytestmark = pytest.mark.slow  # dvc repro of a small demo in a temporary repository, several times
+
 SMALL = {
     "synthesize": {"height": 64, "width": 128, "train_images": 8, "val_images": 4, "test_images": 2, "workers": 1},
     "prepare": {"workers": 1},
@@ -25,6 +27,8 @@ SMALL = {
     "inference": {"size": [64, 128], "workers": 0},
     "visualize": {"num_samples": 2},
     "device": {"type": "cpu"},
+    "robustness": {"corruptions": ["fog", "gaussian_noise"], "severities": [2], "noise_severities": [1], "frames": 2,
+                   "workers": 0},
 }
 
 
@@ -62,8 +66,10 @@ def project(tmp_path_factory) -> Path:
 def test_repro_then_noop_then_only_affected_stages(project):
     # every stage process records the params keys its code reads (citypipe/params.py), for the next test
     first = run(project, "dvc", "repro", env={"CITYPIPE_PARAMS_TRACE": str(project.parent / "params_read")})
-    assert ran_stages(first) == {"synthesize", "prepare-labels", "train", "evaluate", "visualize", "export-submission"}
+    assert ran_stages(first) == {"synthesize", "prepare-labels", "train", "evaluate", "visualize", "export-submission",
+                                 "robustness", "export-onnx", "quantize-onnx", "evaluate-onnx"}
     assert (project / "metrics" / "eval.json").is_file() and (project / "submission" / "submission.zip").is_file()
+    assert (project / "metrics" / "robustness.json").is_file()
     assert list((project / "plots" / "samples").glob("*_panel.png"))
     assert (project / "metrics" / "per_image.csv").is_file() and (project / "plots" / "eval" / "per_image_counts.npy").is_file()
     assert len(list((project / "plots" / "samples").glob("worst*_panel.png"))) == 4  # visualize.worst_frames
@@ -121,14 +127,16 @@ def test_changing_any_inference_key_reruns_the_predicting_stages_and_never_train
     original = params_file.read_text()
     params = yaml.safe_load(original)
     assert set(INFERENCE_CHANGES) == set(params["inference"])  # every key of the section is tried
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]  # what each stage reads: the test above
     try:
         for key, value in INFERENCE_CHANGES.items():
             changed = yaml.safe_load(original)
             assert changed["inference"][key] != value
             changed["inference"][key] = value
             params_file.write_text(yaml.safe_dump(changed, sort_keys=False))
-            one_at_a_time = {"visualize"} if key in ("batch_size", "workers") else set()  # panels: one frame each
-            assert stale_stages(project) == {"evaluate", "visualize", "export-submission"} - one_at_a_time, key
+            readers = {name for name, stage in stages.items() if f"inference.{key}" in declared_keys(stage)}
+            assert "train" not in readers and {"evaluate", "export-submission"} <= readers, key
+            assert stale_stages(project) == readers, key
     finally:
         params_file.write_text(original)
     assert stale_stages(project) == set()
@@ -136,7 +144,7 @@ def test_changing_any_inference_key_reruns_the_predicting_stages_and_never_train
 
 def test_an_experiment_with_multi_scale_testing_does_not_retrain(project):
     output = run(project, "dvc", "exp", "run", "-S", "inference.scales=[0.75,1.0,1.25]")
-    assert ran_stages(output) == {"evaluate", "visualize", "export-submission"}
+    assert ran_stages(output) == {"evaluate", "visualize", "export-submission", "robustness", "evaluate-onnx"}
     assert "train" not in ran_stages(output)
 
 

@@ -518,7 +518,11 @@ def _run(action: list[str] | CliCall | Callable[[], Any], cwd: Path, capsys) -> 
     return exit_.value.code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("build, fragment", [pytest.param(build, fragment, id=case) for case, build, fragment in CASES])
+SLOW_CASES = {"truncated-image-in-a-worker", "zero-byte-checkpoint"}  # stages in subprocesses: 22-24 s at load 17
+
+
+@pytest.mark.parametrize("build, fragment", [
+    pytest.param(build, fragment, id=case, marks=[pytest.mark.slow] * (case in SLOW_CASES)) for case, build, fragment in CASES])
 def test_a_hostile_input_fails_in_one_line_naming_it(bench, capsys, build, fragment):
     code, stderr = _run(build(bench), bench.tmp, capsys)
     lines = [line for line in stderr.splitlines() if line.strip()]  # progress bars may come first

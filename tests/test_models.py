@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("arch", ["deeplabv3", "deeplabv3plus"])
-@pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
+@pytest.mark.parametrize("backbone", ["resnet18", pytest.param("resnet50", marks=pytest.mark.slow)])  # 13-33 s each at load 17
 @pytest.mark.parametrize("output_stride", [8, 16])
 def test_output_shapes(arch, backbone, output_stride):
     model = build_model(ModelConfig(arch, backbone, output_stride, aux_head=True)).train()

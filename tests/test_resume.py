@@ -16,6 +16,8 @@ import torch
 TESTS = Path(__file__).resolve().parent
 EPOCHS = 3
 
+pytestmark = pytest.mark.slow  # every test here trains in a subprocess (3 epochs, 2 loader workers)
+
 # A separate process, as DVC runs the stage: train the fixture data with 2 loader workers.
 TRAIN_SCRIPT = f"""
 import sys

@@ -17,12 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # Floors of the package, lowest first: a room may import only from rooms on lower floors.
 FLOORS = {
     "errors": 0,
-    "params": 1, "labels": 1, "atomic": 1, "parallel": 1, "cpu_determinism": 1,
+    "params": 1, "labels": 1, "atomic": 1, "parallel": 1, "cpu_determinism": 1, "corruptions": 1,
     "data": 2,
     "synth": 3, "prepare": 3, "models": 3, "runtime": 3,
-    "prediction": 4,
+    "prediction": 4, "deploy": 4,
     "evaluation": 5, "visualization": 5, "submission": 5,
-    "training": 6,
+    "training": 6, "robustness": 6,
     "command_line": 7, "profiles": 7, "compare": 7,
     "infer": 6,
     "cli": 8,

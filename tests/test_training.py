@@ -83,6 +83,7 @@ def _small_run(synth_root, prepared, out: Path, **overrides):
                                                          "train.warmup_iters": 2, **overrides})
 
 
+@pytest.mark.slow  # a training, a killed one and its resumption: 242 s at load 15
 def test_resume_after_a_kill_ends_like_an_uninterrupted_run(synth_root, prepared, tmp_path, monkeypatch):
     _small_run(synth_root, prepared, tmp_path / "straight")()
     real = loop_module.train_one_epoch
@@ -115,7 +116,7 @@ def test_non_finite_loss_stops_the_run(synth_root, prepared, tmp_path):
         _small_run(synth_root, prepared, tmp_path, **{"train.lr": 1e12, "train.warmup_iters": 0})()
 
 
-@pytest.mark.parametrize("amp_dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("amp_dtype", [torch.bfloat16, pytest.param(torch.float16, marks=pytest.mark.slow)])  # CPU fp16: 300 s at load 15
 def test_mixed_precision_and_channels_last_branches_of_the_loop(amp_dtype):
     """The loop's CUDA fast paths (autocast, channels_last input, fp16 grad scaler), run on the CPU,
     which supports them too: the step trains, the loss stays finite, fp16 goes through the scaler."""
