@@ -1,9 +1,14 @@
 """Atomic writers: every output is written to a temporary file or folder beside its target, then
 renamed onto it, so a killed or failing stage never leaves a half-written output behind.
 
-Temporary siblings are named `.{target}.tmp-XXXXXXXX` (and `.{target}.old-XXXXXXXX` for a folder
-being replaced); a SIGKILL can leave them behind, so each write first removes its target's stale ones.
-They are created with mode 0666 / 0777 so that the umask, not mkstemp's 0600, decides who can read.
+Temporary siblings are named `.{target}.tmp-{pid}-XXXXXXXX` (and `.{target}.old-{pid}-XXXXXXXX` for a
+folder being replaced); a SIGKILL can leave them behind, so each write first removes its target's stale
+ones: those whose process is gone, never a live writer's. They are created with mode 0666 / 0777 so
+that the umask, not mkstemp's 0600, decides who can read.
+
+A stage also holds its outputs for its whole run (`hold_outputs`): a lock file beside each, so a
+second process writing the same outputs stops at once, and a write probe, so an unwritable output
+folder fails before the long work.
 """
 from __future__ import annotations
 
@@ -18,22 +23,45 @@ import re
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
+
+from citypipe.errors import CitypipeError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; outputs are not locked there
+    fcntl = None  # type: ignore[assignment]
 
 _TEMP_KINDS = ("tmp", "old")
 
 
 def _temp_name(target: Path, kind: str, suffix: str = "") -> str:
-    return f".{target.name}.{kind}-{secrets.token_hex(4)}{suffix}"
+    return f".{target.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
 
 
-def _is_own_temp(name: str, target: Path, suffix: str) -> bool:
-    """Only names this module gives `target`'s temporaries, never another file's."""
-    pattern = rf"\.{re.escape(target.name)}\.(?:{'|'.join(_TEMP_KINDS)})-[0-9a-f]{{8}}{re.escape(suffix)}"
-    return re.fullmatch(pattern, name) is not None
+def _own_temp_pid(name: str, target: Path, suffix: str) -> int | None | bool:
+    """For a name this module gives `target`'s temporaries (never another file's): the writer's pid, or
+    None for the older names without one; False for any other name."""
+    pattern = rf"\.{re.escape(target.name)}\.(?:{'|'.join(_TEMP_KINDS)})-(?:(\d+)-)?[0-9a-f]{{8}}{re.escape(suffix)}"
+    found = re.fullmatch(pattern, name)
+    if found is None:
+        return False
+    return int(found.group(1)) if found.group(1) else None
+
+
+def _is_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # left by an interrupted earlier write of this process (one writer per target in a process)
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else
+    return True
 
 
 def _remove(path: Path) -> None:
@@ -45,11 +73,12 @@ def _remove(path: Path) -> None:
 
 
 def _remove_stale_temps(target: Path, suffix: str = "") -> None:
-    """Delete what a killed earlier write of `target` left beside it (one writer per target, as under DVC)."""
+    """Delete what killed earlier writes of `target` left beside it; a live writer's temporaries stay."""
     with os.scandir(target.parent) as entries:
-        stale = [Path(e.path) for e in entries if _is_own_temp(e.name, target, suffix)]
-    for path in stale:
-        _remove(path)
+        owners = {Path(e.path): _own_temp_pid(e.name, target, suffix) for e in entries}
+    for path, pid in owners.items():
+        if pid is not False and (pid is None or not _is_alive(pid)):
+            _remove(path)
 
 
 def _create_temp(target: Path, suffix: str, create: Callable[[Path], None]) -> Path:
@@ -72,17 +101,52 @@ def _new_dir(path: Path) -> None:
     os.mkdir(path, 0o777)  # the umask applies
 
 
+_IO_HINTS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+             errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+             errno.EPERM: "permission denied", errno.ENOTDIR: "a part of the path is a file, not a folder",
+             errno.EEXIST: "a part of the path is a file, not a folder", errno.EISDIR: "it is a folder"}
+
+
+def io_error(path: str | os.PathLike, error: OSError, doing: str = "cannot write") -> CitypipeError:
+    """One line naming the path and the cause: 'metrics/eval.json: cannot write (the disk is full, ENOSPC)'."""
+    code = error.errno
+    name = errno.errorcode.get(code, "") if code else ""
+    cause = _IO_HINTS.get(code) or error.strerror or type(error).__name__
+    return CitypipeError(f"{path}: {doing} ({cause}{', ' + name if name else ''})")
+
+
+def _is_about(path: Path, target: Path) -> bool:
+    """`path` is `target`, a folder on its way, something inside it or one of its temporaries."""
+    path, target = Path(os.path.abspath(path)), Path(os.path.abspath(target))
+    return (path == target or path in target.parents or target in path.parents
+            or path.name.startswith(f".{target.name}.") or any(p.name.startswith(f".{target.name}.") for p in path.parents))
+
+
+@contextlib.contextmanager
+def _named_io_errors(target: Path) -> Iterator[None]:
+    """An OSError while making `target` (write() on a full disk carries no file name) as one line naming it;
+    one about another file (an input read while the output is being made) names that file instead."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None and not _is_about(Path(os.fsdecode(error.filename)), target):
+            raise io_error(error.filename, error, "input/output error") from None
+        raise io_error(target, error) from None
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto `target` on success."""
     target = Path(target)
     suffix = suffix or target.suffix
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(target, suffix)
-    tmp_path = _create_temp(target, suffix, _new_file)
+    with _named_io_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(target, suffix)
+        tmp_path = _create_temp(target, suffix, _new_file)
     try:
-        yield tmp_path
-        os.replace(tmp_path, target)
+        with _named_io_errors(target):
+            yield tmp_path
+            os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -138,14 +202,21 @@ def _swap_in(new: Path, target: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside `target`; it replaces `target` whole on success."""
+    """Yield a temporary folder beside `target`; it replaces `target` whole on success.
+
+    A symbolic link to a folder is followed: the folder it points to is replaced, the link stays (a
+    folder moved to another disk keeps its data there, not replaced by a new one on this disk)."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(target)
-    tmp = _create_temp(target, "", _new_dir)
+    if target.is_symlink():  # data/trainids -> /big/disk/trainids: write there, keep the link
+        target = Path(os.path.realpath(target))
+    with _named_io_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(target)
+        tmp = _create_temp(target, "", _new_dir)
     try:
-        yield tmp
-        _swap_in(tmp, target)
+        with _named_io_errors(target):
+            yield tmp
+            _swap_in(tmp, target)
     finally:
         if os.path.lexists(tmp):
             _remove(tmp)
@@ -182,3 +253,97 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
         image = Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8))
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
+
+
+def refuse_overwriting(inputs: Iterable[str | os.PathLike], outputs: Iterable[str | os.PathLike]) -> None:
+    """Stop before any work when an output would replace an input (the same file, also through a link
+    or another spelling of its path): `citypipe infer a.png --output a.png` must not destroy the photo."""
+    files = {}
+    for path in inputs:
+        with contextlib.suppress(OSError):
+            info = os.stat(path)
+            files[(info.st_dev, info.st_ino)] = path
+    for path in outputs:
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue  # not there yet: nothing to overwrite
+        source = files.get((info.st_dev, info.st_ino))
+        if source is not None:
+            raise CitypipeError(f"{path}: is the input {source}; refusing to overwrite an input (choose another output)")
+
+
+_PROBE_BYTES = 1 << 16  # a write that a full disk refuses (a size-0 create can still succeed there)
+
+
+def probe_writable(target: str | os.PathLike) -> None:
+    """Fail now, in one line, when `target` (a file or folder an atomic writer will make) cannot be
+    written: its folder is read-only, not ours, full, or under a regular file. A probe file beside
+    it is written, synced and removed."""
+    target = Path(target)
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
+    with _named_io_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        probe = _create_temp(target, target.suffix, _new_file)  # a name the next write's stale cleanup knows
+        try:
+            with open(probe, "wb") as handle:
+                handle.write(b"\0" * _PROBE_BYTES)
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+
+
+def _lock_holder(path: Path) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        return f"pid {int(path.read_text().strip())}"
+    return "another process"
+
+
+@contextlib.contextmanager
+def _output_lock(target: Path) -> Iterator[None]:
+    """flock on `.{target}.lock` beside `target`, held until the block ends; the kernel drops it when the
+    process dies however it dies. The last holder removes the file; a waiter that locked a file removed in
+    between (its inode no longer at the path) retries on the new one."""
+    lock_path = target.parent / f".{target.name}.lock"
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise CitypipeError(f"{target}: {_lock_holder(lock_path)} is writing this output (a second run in the "
+                                "same folders would mix both runs' files); wait for it or stop it") from None
+        try:
+            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock_path.unlink()
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def hold_outputs(*outputs: str | os.PathLike, lock: bool = True) -> Iterator[None]:
+    """A stage's claim on its outputs for its whole run: each must be writable (checked now, before the
+    long work) and, with `lock`, no other process may hold it (a second trainer in the same folders
+    fails at once instead of writing every DVCLive row twice)."""
+    with contextlib.ExitStack() as held:
+        for output in outputs:
+            target = Path(output)
+            if target.is_symlink():
+                target = Path(os.path.realpath(target))
+            probe_writable(target)
+            if lock and fcntl is not None:
+                held.enter_context(_output_lock(target))
+        yield

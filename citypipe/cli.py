@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from citypipe.command_line import params_option, reports_errors
-from citypipe.errors import CitypipeError
+from citypipe.errors import CitypipeError, first_line
+from citypipe.params import check_plain_name
 
 POSITIVE = click.IntRange(min=1)
 
@@ -88,6 +89,7 @@ def infer(image, split, data_root, params_path, checkpoint, output, mode, size, 
 
     params = load_params(params_path, {"device.type": device_type} if device_type else None)
     if split is not None:
+        check_plain_name("--split", split)
         image = (data_root or Path(params.data.root)) / "leftImg8bit" / split
         if not image.is_dir():
             raise CitypipeError(f"--split {split}: no folder {image}")
@@ -134,7 +136,9 @@ def compare(baseline: str | None, markdown: bool, top_classes: int, all_branches
 def profile_path(params_file: Path, name: str) -> Path:
     """profiles/NAME.yaml of the project: the package's repository root first, then the params file's folder."""
     import citypipe
+    from citypipe.profiles import check_profile_name
 
+    check_profile_name(name)
     folders = [Path(citypipe.__file__).resolve().parents[1] / "profiles", params_file.resolve().parent / "profiles"]
     for folder in folders:
         if (folder / f"{name}.yaml").is_file():
@@ -153,17 +157,18 @@ def profile_path(params_file: Path, name: str) -> Path:
 def profile(name: str, data_root: str | None, params_path: str, dry_run: bool) -> None:
     """Apply profiles/NAME.yaml to params.yaml, comments kept (e.g. `cityscapes`: the real recipe)."""
     from citypipe.atomic import write_text
-    from citypipe.profiles import apply_profile, read_profile
+    from citypipe.profiles import apply_profile, check_data_root, read_profile
 
     params_file = Path(params_path)
     changes_wanted = read_profile(profile_path(params_file, name))
     if data_root is not None:
+        check_data_root(data_root, params_file)
         changes_wanted.setdefault("data", {})["root"] = data_root
     try:
         params_text = params_file.read_text()
-    except OSError as error:
-        raise CitypipeError(f"{params_file}: cannot read ({error.strerror})") from None
-    new_text, changes = apply_profile(params_text, changes_wanted)
+    except (OSError, UnicodeDecodeError) as error:
+        raise CitypipeError(f"{params_file}: cannot read ({first_line(error)})") from None
+    new_text, changes = apply_profile(params_text, changes_wanted, params_file)
     for line in changes:
         click.echo(f"  {line}")
     if not dry_run:

@@ -2,10 +2,16 @@
 and common click options."""
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
+import gc
+import os
 import re
+import signal
 import sys
-from typing import Any, Callable
+import traceback
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -47,9 +53,56 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             if not is_out_of_memory(error):
                 raise
             click.echo("error: " + OUT_OF_MEMORY.format(_allocation(error)), err=True)
+        except OSError as error:  # an I/O fault no writer named: the path the OS gives, else the message
+            from citypipe.atomic import io_error  # here: `citypipe --help` does not load numpy
+
+            click.echo(f"error: {io_error(error.filename or '(no path given)', error, 'input/output error')}", err=True)
+        # objects of the failed run (DVCLive's git repository among them) freed now, not at interpreter
+        # shutdown, where their finalizers print 'sys.meta_path is None' tracebacks
+        gc.collect()
         sys.exit(1)
 
     return wrapper
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """Linux: have the kernel send SIGTERM to this process when its parent dies, so a killed `dvc repro`
+    leaves no orphan stage writing into the outputs that the next run is writing too."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        raise CitypipeError("the parent process is gone (its stage was cancelled); not starting")
+
+
+def memory_keys(error: BaseException, keys_by_code: dict[str, str]) -> str:
+    """The params keys behind an out-of-memory error: those of the first code fragment (a path part like
+    'citypipe/prediction/') that the allocation's traceback passes through; '' matches any code."""
+    files = [frame.filename.replace("\\", "/") for frame in traceback.extract_tb(error.__traceback__)]
+    return next((keys for fragment, keys in keys_by_code.items() if not fragment or any(fragment in f for f in files)), "")
+
+
+@contextlib.contextmanager
+def stage_outputs(*outputs: Any, lock: bool = True, memory: dict[str, str] | None = None) -> Iterator[None]:
+    """A stage's run: it stops with its parent, its outputs are writable (checked before the long work)
+    and no other process writes them meanwhile (see atomic.hold_outputs). Running out of memory names
+    the keys that size the work where it ran out (`memory`: code fragment -> keys, see memory_keys)."""
+    from citypipe.atomic import hold_outputs
+
+    die_with_parent()
+    with hold_outputs(*outputs, lock=lock):
+        try:
+            yield
+        except (MemoryError, RuntimeError) as error:
+            keys = memory_keys(error, memory or {}) if is_out_of_memory(error) else ""
+            if not keys:
+                raise
+            raise CitypipeError(f"out of memory ({_allocation(error)}); lower {keys} in params.yaml") from None
 
 
 params_option = click.option("--params", "params_path", default="params.yaml", show_default=True,

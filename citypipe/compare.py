@@ -56,6 +56,11 @@ def _param_text(value: Any) -> str:
     return "-" if value is None else json.dumps(value) if isinstance(value, (list, bool)) else str(value)
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    """class_iou as a mapping; anything else (null, a list DVC dropped, a number) as no classes."""
+    return value if isinstance(value, dict) else {}
+
+
 def _number(metrics: dict[str, Any], key: str) -> float:
     value = metrics.get(key)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
@@ -98,10 +103,10 @@ def headline_table(experiments: Experiments, baseline: str) -> pd.DataFrame:
 def moved_classes(experiments: Experiments, baseline: str, top: int, key: str = "class_iou") -> pd.DataFrame:
     """The `top` classes whose IoU changed most (largest |change| in any experiment) vs the baseline:
     a row per class with the baseline's IoU and each experiment's change."""
-    base = experiments[baseline][1].get(key) or {}
+    base = _mapping(experiments[baseline][1].get(key))
     others = [n for n in experiments if n != baseline]
     # a class absent from prediction and ground truth is null in eval_classes.json: NaN here, '-' when shown
-    changes = pd.DataFrame({n: {c: _number(experiments[n][1].get(key) or {}, c) - _number(base, c) for c in base}
+    changes = pd.DataFrame({n: {c: _number(_mapping(experiments[n][1].get(key)), c) - _number(base, c) for c in base}
                             for n in others}, index=list(base))
     if changes.empty or top <= 0:
         return pd.DataFrame(columns=[f"{baseline} (baseline)", *(f"Δ {n}" for n in others)])
@@ -225,15 +230,26 @@ def report(experiments: Experiments, baseline: str, top: int, markdown: bool,
     return "\n\n".join(parts) + "\n"
 
 
-def _eval_metrics(metrics_by_file: dict[str, Any], eval_file: str) -> dict[str, Any]:
-    """Merge eval_file and its siblings (metrics/eval.json + metrics/eval_classes.json) of one exp show entry."""
+def _eval_metrics(metrics_by_file: dict[str, Any], eval_file: str, name: str = "workspace") -> dict[str, Any]:
+    """Merge eval_file and its siblings (metrics/eval.json + metrics/eval_classes.json) of one exp show entry.
+    A file DVC could not read, or one that is not a JSON object of metrics, is an error naming it: its
+    row would otherwise show as an experiment without scores."""
     prefix = eval_file.removesuffix(".json")
     merged: dict[str, Any] = {}
     for path, content in sorted((metrics_by_file or {}).items()):
-        if path.startswith(prefix):
-            merged.update((content or {}).get("data") or {})
+        if not path.startswith(prefix):
+            continue
+        content = content if isinstance(content, dict) else {}
+        if content.get("error"):
+            message = (content["error"] or {}).get("msg") if isinstance(content["error"], dict) else content["error"]
+            raise CitypipeError(f"{path} ({name}): unreadable metrics file ({' '.join(str(message).split())})")
+        data = content.get("data")
+        if data is not None and not isinstance(data, dict):
+            raise CitypipeError(f"{path} ({name}): expected a JSON object of metrics, got {type(data).__name__}")
+        merged.update(data or {})
     robustness = ((metrics_by_file or {}).get(ROBUSTNESS_FILE) or {}).get("data") or {}
-    merged.update({column: robustness[key] for key, column in ROBUSTNESS.items() if key in robustness})
+    if isinstance(robustness, dict):
+        merged.update({column: robustness[key] for key, column in ROBUSTNESS.items() if key in robustness})
     return merged
 
 
@@ -252,7 +268,7 @@ def experiments_from_exp_show(entries: list[dict[str, Any]], eval_file: str = "m
         data = state.get("data")
         if state.get("error") or not data:
             return
-        experiments[name] = (_params(data.get("params")), _eval_metrics(data.get("metrics"), eval_file))
+        experiments[name] = (_params(data.get("params")), _eval_metrics(data.get("metrics"), eval_file, name))
         revs[name] = state["rev"]
 
     for entry in entries:

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from citypipe.atomic import write_png
+from citypipe.atomic import refuse_overwriting, write_png
 from citypipe.corruptions.corrupt import corrupt
 from citypipe.data.dataset import open_image
 from citypipe.errors import CitypipeError, is_out_of_memory
 from citypipe.models.checkpoint import load_checkpoint, model_from_state
-from citypipe.params import DeviceParams, stride_leaves_gaps
+from citypipe.params import DeviceParams, scale_to_zero, stride_leaves_gaps
 from citypipe.prediction.inference import InferenceConfig
 from citypipe.prediction.predictor import Predictor
 from citypipe.runtime import runtime_for
@@ -117,12 +117,24 @@ def warn_if_far_from_training(config: InferenceConfig, stored: dict[str, Any], i
                       stacklevel=2)
 
 
+def check_scales(source: Path, config: InferenceConfig, image_size: tuple[int, int]) -> None:
+    """A scale that rounds the network input (whole: config.size; slide: the image) to zero pixels cannot be
+    predicted: say which, before the model runs."""
+    size = config.size if config.mode == "whole" else image_size
+    bad = scale_to_zero(size, config.scales)
+    if bad is not None:
+        raise CitypipeError(f"--scales {bad}: {source} at {size[0]}x{size[1]} would be {round(size[0] * bad)}x"
+                            f"{round(size[1] * bad)} pixels (expected scales that keep at least 1 pixel)")
+
+
 def infer_images(image: Path, output: Path, checkpoint: Path, device: DeviceParams, options: InferOptions) -> int:
     """Segment `image` (a file, or a folder searched recursively); write overlays (and masks) under
     `output`; returns the number of images."""
     base, inputs = image_files(image)
     many = image.is_dir()
     check_output(output, many)
+    refuse_overwriting(inputs, [path for source in inputs for kind, path in output_files(output, base, source, many).items()
+                                if kind == "overlay" or kind.lower() == options.mask])
     state = load_checkpoint(checkpoint)
     stored = state.get("params") or {}
     runtime = runtime_for(device)
@@ -131,6 +143,7 @@ def infer_images(image: Path, output: Path, checkpoint: Path, device: DevicePara
     for source in inputs:
         picture = corrupted(np.array(open_image(source)), options.corruption, options.corrupt_seed, source)  # (H, W, 3) uint8
         config = inference_config(stored, options, picture.shape[:2])
+        check_scales(source, config, picture.shape[:2])
         if not warned:
             warn_if_far_from_training(config, stored, picture.shape[:2])
             warned = True

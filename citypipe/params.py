@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import json
+import re
 import os
 import sys
 import typing
@@ -72,10 +73,50 @@ def _check_range(section: str, obj: Any, name: str, low: float, high: float) -> 
         _fail(f"{section}.{name}", f"a value in [{low}, {high}]", value)
 
 
+SEED_MAX = 2 ** 63 - 1  # numpy's and torch's generators take seeds in [0, 2^63 - 1]
+
+
+def _check_seed(key: str, value: int) -> None:
+    """Checked on load: an out-of-range seed would otherwise fail only when its generator is made (after inference)."""
+    if not 0 <= value <= SEED_MAX:
+        _fail(key, "a seed in [0, 2^63 - 1]", value)
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")  # no '/', '..' or '_' (frame ids are city_seq_frame)
+
+
+def is_plain_name(name: str) -> bool:
+    """City, split and profile names become path parts: a plain name cannot climb out of its folder."""
+    return _PLAIN_NAME.fullmatch(name) is not None
+
+
+def check_plain_name(what: str, name: str) -> None:
+    if not is_plain_name(name):
+        raise CitypipeError(f"{what}: expected a plain name (letters, digits, '-'; no '/', '..' or '_'), got {name!r}")
+
+
+def _check_names(key: str, names: tuple[str, ...]) -> None:
+    for name in names:
+        check_plain_name(f"params: {key}", name)
+    if len(set(names)) != len(names):
+        _fail(key, "each name once", list(names))
+
+
+def scale_to_zero(size: tuple[int, int], scales: tuple[float, ...]) -> float | None:
+    """The first scale at which an input of `size` (H, W) rounds to zero pixels on an axis (as
+    prediction rounds it), or None: such an input cannot be predicted."""
+    return next((s for s in scales if min(round(size[0] * s), round(size[1] * s)) < 1), None)
+
+
 @dataclass(frozen=True)
 class DataParams(_Traced):
     root: str  # a folder in the official Cityscapes layout (leftImg8bit/, gtFine/)
-    cities: tuple[str, ...]  # city filter for every split; empty = all cities
+    cities: tuple[str, ...]  # per split: each split keeps the named cities it has (layout.find_samples); empty = all
+
+    def __post_init__(self) -> None:
+        if not self.root.strip():
+            _fail("data.root", "a folder (not empty)", self.root)
+        _check_names("data.cities", self.cities)
 
 
 @dataclass(frozen=True)
@@ -114,9 +155,11 @@ class SynthesizeParams(_Traced):
                         "test_images", "workers")
         if self.height < 64 or self.width < 64:
             _fail("synthesize.height/width", "at least 64 pixels", (self.height, self.width))
+        _check_seed("synthesize.seed", self.seed)
         for split in ("train", "val", "test"):
             if not getattr(self, f"{split}_cities"):
                 _fail(f"synthesize.{split}_cities", "at least one city", [])
+            _check_names(f"synthesize.{split}_cities", getattr(self, f"{split}_cities"))
 
 
 @dataclass(frozen=True)
@@ -188,6 +231,7 @@ class TrainParams(_Traced):
         _check_positive("train", self, "epochs", "batch_size", "base_size", "crop_size", "lr",
                         "scale_range", "grad_accum_steps", "val_every", "backbone_lr_mult",
                         "head_lr_mult", "ohem_min_kept", "val_size", "val_batch_size")
+        _check_seed("train.seed", self.seed)
         for name in ("momentum", "weight_decay", "poly_power", "min_lr", "aux_weight", "warmup_iters", "workers"):
             if getattr(self, name) < 0:
                 _fail(f"train.{name}", "a value >= 0", getattr(self, name))
@@ -228,6 +272,9 @@ class InferenceParams(_Traced):
             _fail("inference.scales", "at least one scale", [])
         if self.workers < 0:
             _fail("inference.workers", "a value >= 0", self.workers)
+        if self.mode == "whole" and scale_to_zero(self.size, self.scales) is not None:
+            _fail("inference.scales", f"scales that keep inference.size {list(self.size)} at least 1 pixel",
+                  scale_to_zero(self.size, self.scales))
         if self.mode == "slide" and stride_leaves_gaps(self.stride, self.crop_size):
             _fail("inference.stride", f"a value <= inference.crop_size {list(self.crop_size)} on each axis "
                   "(a larger stride leaves pixels uncovered in mode slide)", list(self.stride))
@@ -243,6 +290,7 @@ class EvaluateParams(_Traced):
 
     def __post_init__(self) -> None:
         _check_positive("evaluate", self, "bootstrap_resamples")
+        _check_seed("evaluate.bootstrap_seed", self.bootstrap_seed)
         if not 0.0 < self.boundary_dilation_ratio < 1.0:
             _fail("evaluate.boundary_dilation_ratio", "a value in (0, 1)", self.boundary_dilation_ratio)
         widths = list(self.trimap_widths)
@@ -260,6 +308,7 @@ class VisualizeParams(_Traced):
 
     def __post_init__(self) -> None:
         _check_positive("visualize", self, "num_samples")
+        _check_seed("visualize.seed", self.seed)
         if self.worst_frames < 0:
             _fail("visualize.worst_frames", "a value >= 0", self.worst_frames)
         _check_range("visualize", self, "alpha", 0.0, 1.0)
@@ -403,17 +452,51 @@ def params_from_dict(raw: Any) -> Params:
     return Params(**{s: _build_section(hints[s], s, raw[s]) for s in sections})
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping: PyYAML keeps the last value
+    silently, while DVC refuses the file, so the stages would run with a value DVC never showed."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = key in first_line
+            except TypeError:  # an unhashable key: SafeLoader's own error names it
+                break
+            if seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {first_line[key]})", key_node.start_mark)
+            first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """'duplicate key 'lr' (first on line 52) at line 53' from PyYAML's multi-line message."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem:
+        mark = error.problem_mark or error.context_mark
+        return f"{error.problem} at line {mark.line + 1}" if mark else error.problem
+    return " ".join(str(error).split())
+
+
+def parse_yaml(text: str, name: str | Path) -> Any:
+    """YAML text -> Python values with safe tags only and no duplicate keys; errors in one line naming `name`."""
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as error:
+        raise CitypipeError(f"{name}: not valid YAML ({_yaml_problem(error)})") from None
+
+
 def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
     """Read and validate params.yaml; `overrides` maps 'section.key' to a value (CLI flags)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise CitypipeError(f"{path}: file not found (expected the pipeline's params.yaml)") from None
     except (OSError, UnicodeDecodeError) as error:
         raise CitypipeError(f"{path}: cannot read ({first_line(error)}; expected the pipeline's params.yaml)") from None
-    except yaml.YAMLError as error:
-        raise CitypipeError(f"{path}: not valid YAML ({first_line(error)})") from None
+    raw = parse_yaml(text, path)
     for dotted, value in (overrides or {}).items():
         section, key = dotted.split(".", 1)
         if not isinstance(raw, dict) or not isinstance(raw.get(section), dict):

@@ -6,12 +6,35 @@ import io
 from pathlib import Path
 from typing import Any
 
-import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
 
-from citypipe.errors import CitypipeError
-from citypipe.params import params_from_dict
+from citypipe.errors import CitypipeError, first_line
+from citypipe.params import is_plain_name, params_from_dict, parse_yaml
+
+
+def check_profile_name(name: str) -> None:
+    """NAME becomes profiles/NAME.yaml: a plain name, never a path."""
+    if not is_plain_name(name):
+        raise CitypipeError(f"profile {name!r}: expected a plain name like cityscapes (letters, digits, '-'), not a path")
+
+
+def check_data_root(data_root: str, params_file: Path) -> None:
+    """--data-root must be a folder with something in it (relative: to the project, where DVC runs the stages)."""
+    folder = Path(data_root)
+    if not folder.is_absolute():
+        folder = params_file.resolve().parent / folder
+    if not data_root.strip() or not folder.is_dir():
+        raise CitypipeError(f"--data-root {data_root!r}: no such folder (expected the dataset's root, "
+                            "with leftImg8bit/ and gtFine/)")
+    if not any(folder.iterdir()):
+        raise CitypipeError(f"--data-root {data_root}: the folder is empty (expected leftImg8bit/ and gtFine/)")
+
+
+def _sections(document: Any, path: Path | str, what: str) -> dict[str, dict[str, Any]]:
+    if not isinstance(document, dict) or not all(isinstance(v, dict) for v in document.values()):
+        raise CitypipeError(f"{path}: expected sections of keys, like params.yaml ({what})")
+    return document
 
 
 def read_profile(path: Path) -> dict[str, dict[str, Any]]:
@@ -20,19 +43,20 @@ def read_profile(path: Path) -> dict[str, dict[str, Any]]:
         known = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
         raise CitypipeError(f"{path}: no such profile (known: {', '.join(known) or 'none'})")
     try:
-        profile = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise CitypipeError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from None
-    if not isinstance(profile, dict) or not all(isinstance(v, dict) for v in profile.values()):
-        raise CitypipeError(f"{path}: expected sections of keys, like params.yaml")
-    return profile
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise CitypipeError(f"{path}: cannot read profile ({first_line(error)})") from None
+    return _sections(parse_yaml(text, path), path, "a profile")
 
 
-def apply_profile(params_text: str, profile: dict[str, dict[str, Any]]) -> tuple[str, list[str]]:
+def apply_profile(params_text: str, profile: dict[str, dict[str, Any]],
+                  params_name: str | Path = "params.yaml") -> tuple[str, list[str]]:
     """params.yaml text with the profile's values set -> (new text, ["train.lr: 0.02 -> 0.01", ...]).
 
-    Keys must already exist in params.yaml; the result must pass params validation.
+    Keys must already exist in params.yaml; the result must pass params validation. The text is
+    checked first as the stages read it (syntax, duplicate keys, tags), so ruamel never meets a broken file.
     """
+    _sections(parse_yaml(params_text, params_name), params_name, "the file to apply the profile to")
     round_trip = dvc_style_yaml()
     document = round_trip.load(params_text)
     changes = []
@@ -50,7 +74,10 @@ def apply_profile(params_text: str, profile: dict[str, dict[str, Any]]) -> tuple
     buffer = io.StringIO()
     round_trip.dump(document, buffer)
     new_text = buffer.getvalue()
-    params_from_dict(yaml.safe_load(new_text))  # a profile that breaks params never gets written
+    try:
+        params_from_dict(parse_yaml(new_text, params_name))  # a profile that breaks params never gets written
+    except CitypipeError as error:
+        raise CitypipeError(f"{params_name} with the profile: {error}") from None
     return new_text, changes
 
 

@@ -16,6 +16,7 @@ from citypipe.command_line import (
     data_root_option,
     params_option,
     reports_errors,
+    stage_outputs,
 )
 
 
@@ -40,7 +41,8 @@ def main(params_path: str, data_root: str, checkpoints: str, cache: str, metrics
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     paths = EvaluatePaths(Path(cache), Path(checkpoints), Path(metrics), Path(class_metrics), Path(plots),
                           Path(per_image))
-    scores = evaluate_checkpoint(p.data, p.inference, p.evaluate, p.device, paths)
+    with stage_outputs(metrics, class_metrics, per_image, plots, memory={"": "inference.size or inference.batch_size"}):
+        scores = evaluate_checkpoint(p.data, p.inference, p.evaluate, p.device, paths)
     click.echo(f"evaluate: mIoU {scores['miou']:.4f} (95% CI {scores['miou_ci95_low']:.4f}-{scores['miou_ci95_high']:.4f})"
                f"  pixel acc {scores['pixel_acc']:.4f}  iIoU {scores['iiou']:.4f}  boundary mIoU {scores['boundary_miou']:.4f}")
 

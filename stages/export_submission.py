@@ -12,6 +12,7 @@ from citypipe.command_line import (
     data_root_option,
     params_option,
     reports_errors,
+    stage_outputs,
 )
 
 
@@ -29,8 +30,9 @@ def main(params_path: str, data_root: str, checkpoints: str, out_dir: str, zip_p
 
     p = load_params(params_path, {"data.root": data_root})
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
-    count = export_submission(p.data, p.inference, p.export, p.device,
-                              ExportPaths(Path(checkpoints), Path(out_dir), Path(zip_path)))
+    with stage_outputs(out_dir, zip_path, memory={"": "inference.size or inference.batch_size"}):
+        count = export_submission(p.data, p.inference, p.export, p.device,
+                                  ExportPaths(Path(checkpoints), Path(out_dir), Path(zip_path)))
     click.echo(f"export-submission: {count} labelIds PNGs in {out_dir}, validated; zip: {zip_path}")
 
 

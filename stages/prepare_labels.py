@@ -5,7 +5,7 @@ class pixel shares (--class-table), the loss's class weights and the sampler's p
 """
 import click
 
-from citypipe.command_line import params_option, reports_errors
+from citypipe.command_line import params_option, reports_errors, stage_outputs
 from citypipe.params import load_params
 from citypipe.prepare.label_cache import prepare_labels
 from citypipe.prepare.outputs import write_prepare_outputs
@@ -23,10 +23,11 @@ from citypipe.prepare.outputs import write_prepare_outputs
 def main(params_path: str, data_root: str, cache: str, class_table: str, class_weights: str, sample_weights: str) -> None:
     params = load_params(params_path, {"data.root": data_root})
     p = params.prepare
-    results = prepare_labels(params.data.root, cache, params.data.cities, p.workers)
-    frame_ids, counts = results["train"]
-    write_prepare_outputs(counts, frame_ids, p.class_weighting, p.inverse_log_c, p.sample_weighting,
-                          class_table, class_weights, sample_weights)
+    with stage_outputs(cache, class_table, class_weights, sample_weights):
+        results = prepare_labels(params.data.root, cache, params.data.cities, p.workers)
+        frame_ids, counts = results["train"]
+        write_prepare_outputs(counts, frame_ids, p.class_weighting, p.inverse_log_c, p.sample_weighting,
+                              class_table, class_weights, sample_weights)
     click.echo(f"prepare-labels: {sum(len(ids) for ids, _ in results.values())} label images -> {cache}")
 
 

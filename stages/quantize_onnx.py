@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from citypipe.command_line import data_root_option, params_option, reports_errors
+from citypipe.command_line import data_root_option, params_option, reports_errors, stage_outputs
 
 
 @click.command(help=__doc__)
@@ -21,7 +21,8 @@ def main(params_path: str, data_root: str, model_path: str, out_path: str) -> No
     from citypipe.params import load_params
 
     p = load_params(params_path, {"data.root": data_root})
-    count = quantize_model(p.data, p.deploy, QuantizePaths(Path(model_path), Path(out_path)))
+    with stage_outputs(out_path):
+        count = quantize_model(p.data, p.deploy, QuantizePaths(Path(model_path), Path(out_path)))
     click.echo(f"quantize-onnx: {out_path}, int8, calibrated on {count} training frames")
 
 

@@ -15,6 +15,7 @@ from citypipe.command_line import (
     data_root_option,
     params_option,
     reports_errors,
+    stage_outputs,
 )
 
 
@@ -35,7 +36,8 @@ def main(params_path: str, data_root: str, checkpoints: str, cache: str, metrics
     p = load_params(params_path, {"data.root": data_root})
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     paths = RobustnessPaths(Path(cache), Path(checkpoints), Path(metrics), Path(curves))
-    scores = robustness_checkpoint(p.data, p.inference, p.robustness, p.device, paths)
+    with stage_outputs(metrics, curves, memory={"": "inference.size or inference.batch_size"}):
+        scores = robustness_checkpoint(p.data, p.inference, p.robustness, p.device, paths)
     click.echo(f"robustness: clean mIoU {scores['miou_clean']:.4f}, corrupted {scores['miou_corrupted']:.4f} "
                f"(ratio {scores['ratio']:.3f}) over {scores['num_sets']} sets of {scores['num_frames']} frames")
 

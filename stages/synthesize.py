@@ -5,7 +5,7 @@ train, val and test splits under --out, as params.yaml's `synthesize` section sa
 """
 import click
 
-from citypipe.command_line import params_option, reports_errors
+from citypipe.command_line import params_option, reports_errors, stage_outputs
 from citypipe.params import load_params
 from citypipe.synth.writer import synthesize
 
@@ -16,9 +16,10 @@ from citypipe.synth.writer import synthesize
 @reports_errors
 def main(params_path: str, out_dir: str) -> None:
     p = load_params(params_path).synthesize
-    count = synthesize(out_dir, p.seed, p.height, p.width,
-                       {"train": p.train_images, "val": p.val_images, "test": p.test_images},
-                       {"train": p.train_cities, "val": p.val_cities, "test": p.test_cities}, p.workers)
+    with stage_outputs(out_dir):
+        count = synthesize(out_dir, p.seed, p.height, p.width,
+                           {"train": p.train_images, "val": p.val_images, "test": p.test_images},
+                           {"train": p.train_cities, "val": p.val_cities, "test": p.test_cities}, p.workers)
     click.echo(f"synthesize: wrote {count} frames to {out_dir}")
 
 

@@ -6,11 +6,12 @@ per-epoch series (--live-dir) and a text log with timings (--log, not tracked by
 The original train.py flags still work, as overrides of params.yaml (for runs outside DVC).
 Multi-GPU / multi-node: torchrun --nproc_per_node=N stages/train.py ...
 """
+import os
 from pathlib import Path
 
 import click
 
-from citypipe.command_line import cache_option, params_option, reports_errors
+from citypipe.command_line import cache_option, params_option, reports_errors, stage_outputs
 
 
 @click.command(help=__doc__)
@@ -47,7 +48,10 @@ def main(params_path, cache, class_weights, sample_weights, checkpoints, live_di
     p = load_params(params_path, {k: v for k, v in overrides.items() if v is not None})
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     paths = TrainPaths(Path(cache), Path(class_weights), Path(sample_weights), Path(checkpoints), Path(live_dir), Path(log_path))
-    state = run_training(p.data, p.model, p.train, p.device, paths)
+    memory = {"citypipe/prediction/": "train.val_size or train.val_batch_size (validation)",
+              "": "train.crop_size or train.batch_size"}
+    with stage_outputs(checkpoints, live_dir, log_path, lock=os.environ.get("RANK", "0") == "0", memory=memory):  # rank 0 writes
+        state = run_training(p.data, p.model, p.train, p.device, paths)
     click.echo(f"train: {state.epoch} epochs, best val mIoU {state.best_miou:.4f} (epoch {state.best_epoch})")
 
 

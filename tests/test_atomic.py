@@ -1,6 +1,7 @@
 """Atomic writers: umask modes, crashes in the middle of a folder swap, stale temporaries, kill -9."""
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -165,3 +166,202 @@ def test_kill_9_during_writes_leaves_old_or_new_content_only(tmp_path, mode):
     _write_version(target, 99)
     write_text(file, "done")
     assert _versions(target) == {"v99"} and _siblings(target) == ["file.txt"]
+
+
+# --- two writers, locks, links, I/O faults ----------------------------------------------------------------------
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+def test_a_live_writers_temporaries_are_kept_and_dead_ones_removed(tmp_path):
+    """Two writers of one output must not delete each other's live temporary files."""
+    sleeper = subprocess.Popen(SLEEPER)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        live_file, live_dir = f".best.pt.tmp-{sleeper.pid}-0123abcd.pt", f".checkpoints.tmp-{sleeper.pid}-89abcdef"
+        dead_file, dead_dir = f".best.pt.tmp-{dead.pid}-0123abcd.pt", f".checkpoints.old-{dead.pid}-89abcdef"
+        for name in (live_file, dead_file):
+            (tmp_path / name).write_text("x")
+        for name in (live_dir, dead_dir):
+            (tmp_path / name).mkdir()
+        atomic.write_text(tmp_path / "best.pt", "new")
+        _write_version(tmp_path / "checkpoints", 1)
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live_file, live_dir, "best.pt", "checkpoints"])
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    _write_version(tmp_path / "checkpoints", 2)  # its writer is gone now: the next write cleans up
+    atomic.write_text(tmp_path / "best.pt", "newer")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "checkpoints"]
+
+
+@pytest.mark.parametrize("link_kind", ["absolute", "relative"])
+def test_a_symlinked_output_folder_is_followed_not_replaced(tmp_path, link_kind):
+    """data/trainids -> /big/disk/trainids: the new version goes to the big disk and the link stays."""
+    big = tmp_path / "big" / "trainids"
+    _write_version(big, 1)
+    link = tmp_path / "data" / "trainids"
+    link.parent.mkdir()
+    link.symlink_to(big if link_kind == "absolute" else Path("..") / "big" / "trainids")
+    _write_version(link, 2)
+    assert link.is_symlink() and _versions(big) == {"v2"} and _versions(link) == {"v2"}
+    assert _siblings(big) == [] and sorted(p.name for p in link.parent.iterdir()) == ["trainids"]
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"photo")
+    (tmp_path / "link.png").symlink_to(photo)
+    os.link(photo, tmp_path / "hard.png")
+    (tmp_path / "sub").mkdir()
+    for output in (photo, tmp_path / "link.png", tmp_path / "hard.png", tmp_path / "sub" / ".." / "photo.png"):
+        with pytest.raises(atomic.CitypipeError, match=r"is the input .*photo.png; refusing to overwrite an input"):
+            atomic.refuse_overwriting([photo], [tmp_path / "other.png", output])
+    atomic.refuse_overwriting([photo], [tmp_path / "other.png", tmp_path / "sub"])  # new or other files: fine
+    assert photo.read_bytes() == b"photo"
+
+
+def _raising(code: int):
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    return fail
+
+
+WRITERS = {"probe": lambda target: atomic.probe_writable(target),
+           "json": lambda target: atomic.write_json(target, {"miou": 0.5}),
+           "folder": lambda target: _write_version(target, 1)}
+
+
+@pytest.mark.parametrize("code, cause", [(errno.ENOSPC, "the disk is full, ENOSPC"),
+                                         (errno.EROFS, "the file system is read-only, EROFS"),
+                                         (errno.EACCES, "permission denied, EACCES"),
+                                         (errno.EDQUOT, "the disk quota is used up, EDQUOT")])
+@pytest.mark.parametrize("writer, call", [("probe", "fsync"), ("probe", "open"), ("json", "open"), ("json", "replace"),
+                                          ("folder", "mkdir"), ("folder", "replace")])
+def test_io_faults_are_one_line_naming_the_output(tmp_path, monkeypatch, code, cause, writer, call):
+    """The stage-start probe and the writers: the path and the cause, no traceback, no temporary left."""
+    target = tmp_path / "metrics" / "eval"
+    target.parent.mkdir()
+    monkeypatch.setattr(os, call, _raising(code))
+    with pytest.raises(atomic.CitypipeError) as error:
+        WRITERS[writer](target)
+    monkeypatch.undo()
+    assert str(error.value) == f"{target}: cannot write ({cause})"
+    assert list(target.parent.iterdir()) == []
+
+
+def test_an_output_under_a_regular_file_is_refused_before_the_work(tmp_path):
+    (tmp_path / "plots").write_text("a file where a folder belongs")
+    for target in (tmp_path / "plots" / "eval", tmp_path / "plots" / "eval" / "class_iou.csv"):
+        with pytest.raises(atomic.CitypipeError, match=r"plots/eval.*: cannot write \(a part of the path is a file"):
+            atomic.probe_writable(target)
+        with pytest.raises(atomic.CitypipeError, match="a part of the path is a file"):
+            atomic.write_text(target, "x")
+
+
+HOLDER = """
+import sys, time
+from citypipe import atomic
+with atomic.hold_outputs(sys.argv[1], sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def _holder(*outputs: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-c", HOLDER, *map(str, outputs)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "held\n", process.stderr.read()
+    return process
+
+
+def test_a_second_process_cannot_hold_the_same_outputs(tmp_path):
+    """A second trainer in the same folders stops at once, naming the first one's pid."""
+    checkpoints, live = tmp_path / "checkpoints", tmp_path / "dvclive"
+    first = _holder(checkpoints, live)
+    try:
+        for output in (checkpoints, live):
+            with pytest.raises(atomic.CitypipeError, match=rf"{output.name}: pid {first.pid} is writing this output"):
+                with atomic.hold_outputs(tmp_path / "other", output):
+                    pass
+        assert not (tmp_path / ".other.lock").exists()  # what it had taken is given back
+        with atomic.hold_outputs(tmp_path / "other"):  # other outputs are free
+            pass
+    finally:
+        first.kill()
+        first.wait()
+    with atomic.hold_outputs(checkpoints, live):  # the kernel dropped a killed holder's lock
+        assert (tmp_path / ".checkpoints.lock").read_text() == f"{os.getpid()}\n"
+    assert list(tmp_path.iterdir()) == []  # the last holder removes its lock files
+
+
+def test_the_same_process_cannot_hold_an_output_twice(tmp_path):
+    with atomic.hold_outputs(tmp_path / "out"):
+        with pytest.raises(atomic.CitypipeError, match="is writing this output"):
+            with atomic.hold_outputs(tmp_path / "out"):
+                pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stage_refuses_outputs_another_process_holds(tmp_path, synth_root):
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO / "params.yaml").read_text().replace("root: data/citysynth", f"root: {synth_root}"))
+    holder = _holder(tmp_path / "out" / "cache", tmp_path / "out" / "t.csv")
+    try:
+        done = subprocess.run([sys.executable, str(REPO / "stages" / "prepare_labels.py"), "--params", str(params),
+                               "--data-root", str(synth_root), "--cache", str(tmp_path / "out" / "cache"), "--class-table", str(tmp_path / "out" / "t.csv"),
+                               "--class-weights", str(tmp_path / "out" / "c.json"),
+                               "--sample-weights", str(tmp_path / "out" / "s.json")],
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'out' / 'cache'}: pid {holder.pid} is writing this output (a second run in the same "
+        "folders would mix both runs' files); wait for it or stop it"], done.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".cache.lock", ".t.csv.lock"]  # the killed holder's
+
+
+ORPHAN = """
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "from citypipe.command_line import die_with_parent; "
+                          "die_with_parent(); import time; print('ready', flush=True); time.sleep(60)"],
+                         stdout=subprocess.PIPE, text=True)
+assert child.stdout.readline() == "ready\\n"
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_a_stage_dies_with_its_parent():
+    """`dvc repro` killed: its stage must not go on as an orphan writing into the next run's outputs."""
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN], env={**os.environ, "PYTHONPATH": str(REPO)},
+                              stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    for _ in range(600):  # the kernel signals the child when its parent exits; wait for that, not for a time
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        if Path(f"/proc/{child}/stat").read_text().split(") ")[1].startswith("Z"):
+            break  # dead, waiting for init to reap it
+        time.sleep(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the child outlived its parent")
+
+
+def test_an_input_missing_inside_a_writers_block_is_named_not_the_output(tmp_path):
+    with pytest.raises(atomic.CitypipeError, match=r"missing.png: input/output error \(No such file or directory"):
+        with atomic_dir(tmp_path / "out"):
+            open(tmp_path / "missing.png")
+    with pytest.raises(atomic.CitypipeError, match=r"out: cannot write \(No such file or directory"):
+        with atomic_dir(tmp_path / "out") as tmp:
+            open(tmp / "no-such-folder" / "x.png", "w")
+    assert list(tmp_path.iterdir()) == []

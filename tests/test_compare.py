@@ -242,3 +242,27 @@ def test_report_shows_paired_changes_class_intervals_and_seed_spread():
     assert "### Per-class boundary IoU change vs main" in md
     road = next(line for line in md.splitlines() if line.count("|") > 2 and line.split("|")[1].strip() == "road")
     assert road.count("[") == 2  # seed1 and lr05; "old" has no counts, so no column
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"error": {"type": "JSONFileCorruptedError", "msg": "unable to read: 'metrics/eval.json', JSON file structure is "
+                                                         "corrupted"}},
+     "metrics/eval.json (lr01): unreadable metrics file (unable to read: 'metrics/eval.json', JSON file structure is corrupted)"),
+    ({"data": "text"}, "metrics/eval.json (lr01): expected a JSON object of metrics, got str"),
+    ({"data": [0.5]}, "metrics/eval.json (lr01): expected a JSON object of metrics, got list"),
+], ids=["corrupt", "a-string", "a-list"])
+def test_a_broken_eval_json_is_one_line_naming_it(content, message):
+    """A row without scores would otherwise look like an experiment that scored nothing."""
+    import copy
+
+    entries = copy.deepcopy(EXP_SHOW)
+    entries[1]["experiments"][0]["revs"][0]["data"]["metrics"]["metrics/eval.json"] = content
+    with pytest.raises(CitypipeError) as error:
+        experiments_from_exp_show(entries)
+    assert str(error.value) == message
+
+
+def test_class_iou_that_is_not_a_mapping_is_no_classes():
+    experiments = {"main": _exp(0.02, 0.5, [0.9, 0.1]), "lr05": _exp(0.05, 0.55, 7)}
+    assert len(moved_classes(experiments, "main", 3)) == 0
+    assert "main" in report(experiments, "main", 3, markdown=False)

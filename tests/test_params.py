@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -56,9 +57,25 @@ def _write(tmp_path, mutate):
     (lambda r: r["train"].pop("loss_average"), "missing key train.loss_average"),
     (lambda r: r["inference"].update(mode="slide", crop_size=[64, 128], stride=[64, 129]),
      "inference.stride: expected a value <= inference.crop_size [64, 128] on each axis"),
+    # seeds: checked on load, not when their generator is made after the long work
+    (lambda r: r["train"].update(seed=-1), "train.seed: expected a seed in [0, 2^63 - 1], got -1"),
+    (lambda r: r["evaluate"].update(bootstrap_seed=2 ** 63), "evaluate.bootstrap_seed: expected a seed in [0, 2^63 - 1]"),
+    (lambda r: r["synthesize"].update(seed=2 ** 64), "synthesize.seed: expected a seed"),
+    (lambda r: r["visualize"].update(seed=-5), "visualize.seed: expected a seed"),
+    # names that become path parts
+    (lambda r: r["synthesize"].update(train_cities=["aachen", "../../x/escape"]),
+     "synthesize.train_cities: expected a plain name (letters, digits, '-'; no '/', '..' or '_'), got '../../x/escape'"),
+    (lambda r: r["synthesize"].update(test_cities=[".."]), "synthesize.test_cities: expected a plain name"),
+    (lambda r: r["data"].update(cities=["frankfurt", "/etc"]), "data.cities: expected a plain name"),
+    (lambda r: r["data"].update(cities=["frank_furt"]), "data.cities: expected a plain name"),
+    (lambda r: r["data"].update(root=""), "data.root: expected a folder (not empty), got ''"),
+    # test-time scales that round the network input to zero pixels (inference.size is [128, 256])
+    (lambda r: r["inference"].update(scales=[0.001]),
+     "inference.scales: expected scales that keep inference.size [128, 256] at least 1 pixel, got 0.001"),
+    (lambda r: r["inference"].update(scales=[1.0, 0.003]), "inference.scales: expected scales that keep"),
 ])
 def test_bad_params_are_rejected_with_the_key_named(tmp_path, mutate, message):
-    with pytest.raises(CitypipeError, match=message.replace("[", r"\[").replace(".", r"\.")):
+    with pytest.raises(CitypipeError, match=re.escape(message)):
         load_params(_write(tmp_path, mutate))
 
 
@@ -83,3 +100,45 @@ def test_an_unreadable_params_file_is_one_line(tmp_path):
     (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(CitypipeError, match="binary.yaml: cannot read"):
         load_params(tmp_path / "binary.yaml")
+
+
+def test_seed_bounds_are_inclusive(tmp_path):
+    params = load_params(_write(tmp_path, lambda r: r["train"].update(seed=2 ** 63 - 1)))
+    assert params.train.seed == 2 ** 63 - 1
+    assert load_params(_write(tmp_path, lambda r: r["train"].update(seed=0))).train.seed == 0
+
+
+def test_a_scale_that_keeps_one_pixel_is_fine(tmp_path):
+    """0.004 x 128 = 0.512 rounds to 1 pixel, as prediction rounds it."""
+    assert load_params(_write(tmp_path, lambda r: r["inference"].update(scales=[0.004]))).inference.scales == (0.004,)
+
+
+DUPLICATES = [  # (params.yaml with a key given twice, the message)
+    (lambda t: t.replace("  lr: 0.02\n", "  lr: 0.02\n  lr: 5.0\n"), "duplicate key 'lr' (first on line {lr})"),
+    (lambda t: t + "train:\n  lr: 5.0\n", "duplicate key 'train' (first on line {train})"),
+    (lambda t: t.replace("  base_size: [128, 256]", "  base_size: {h: 1, h: 2}"), "duplicate key 'h'"),
+]
+
+
+@pytest.mark.parametrize("mutate, message", DUPLICATES, ids=["key", "section", "flow-mapping"])
+def test_duplicate_keys_are_refused_naming_the_key_and_its_lines(tmp_path, mutate, message):
+    """PyYAML keeps the last value silently (train.lr 0.02 then 5.0 trained with 5.0) while DVC refuses the file."""
+    text = (REPO / "params.yaml").read_text()
+    lines = text.splitlines()
+    first = {"lr": lines.index("  lr: 0.02") + 1, "train": lines.index("train:") + 1}
+    path = tmp_path / "params.yaml"
+    path.write_text(mutate(text))
+    with pytest.raises(CitypipeError) as error:
+        load_params(path)
+    assert str(error.value).startswith(f"{path}: not valid YAML (") and message.format(**first) in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_yaml_tags_and_syntax_errors_are_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    for text, message in [("train: !!python/object/apply:os.system [echo]\n", "could not determine a constructor"),
+                          ("train: [\n", "at line 2"), ("a: b: c\n", "mapping values are not allowed here at line 1")]:
+        path.write_text(text)
+        with pytest.raises(CitypipeError, match="not valid YAML") as error:
+            load_params(path)
+        assert message in str(error.value) and "\n" not in str(error.value)

@@ -43,12 +43,17 @@ def _project(tmp_path: Path) -> Path:
 
 def test_cli_writes_params_keeping_comments_and_sets_the_data_root(tmp_path):
     params_file = _project(tmp_path)
-    result = CliRunner().invoke(main, ["profile", "cityscapes", "--data-root", "/datasets/cityscapes",
+    dataset = tmp_path / "datasets" / "cityscapes"
+    (dataset / "leftImg8bit").mkdir(parents=True)
+    result = CliRunner().invoke(main, ["profile", "cityscapes", "--data-root", str(dataset),
                                        "--params", str(params_file)])
     assert result.exit_code == 0, result.output
     text = params_file.read_text()
     assert "# auxiliary FCN head on layer3" in text and "crop_size:\n  - 512\n  - 1024\n" in text
-    assert yaml.safe_load(text)["data"]["root"] == "/datasets/cityscapes"
+    assert yaml.safe_load(text)["data"]["root"] == str(dataset)
+    result = CliRunner().invoke(main, ["profile", "cityscapes", "--data-root", "datasets/cityscapes",
+                                       "--params", str(params_file)])  # relative to the project
+    assert result.exit_code == 0, result.output
 
 
 def test_cli_dry_run_and_errors_leave_params_untouched(tmp_path):

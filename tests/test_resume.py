@@ -111,3 +111,110 @@ def test_best_checkpoint_holds_what_inference_needs_and_last_the_training_state(
     assert set(best) == {"model", "model_config", "params", "epoch", "miou", "model_format"}
     assert {"optimizer", "scheduler", "scaler", "history"} <= set(last)
     assert json.loads((uninterrupted / "dvclive" / "metrics.json").read_text())["val"]["best_epoch"] == best["epoch"]
+
+
+# --- issue 26: what a rerun resumes, and what it never destroys (in-process runs of one or three short epochs) ----
+
+def _in_process(synth_root, prepared, out: Path, weights: Path, **overrides):
+    import sys as _sys
+
+    _sys.path.insert(0, str(TESTS))
+    from conftest import small_training
+
+    settings = {"train.epochs": EPOCHS, "train.workers": 0, "train.val_every": 1, "train.crop_size": [48, 96], **overrides}
+    return small_training(synth_root, (prepared[0], None), out, prepared_weights=weights, **settings)
+
+
+def _checkpoint_bytes(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "checkpoints").glob("*.pt"))}
+
+
+@pytest.fixture(scope="module")
+def in_process_run(synth_root, prepared, weights_files, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("in_process")
+    _in_process(synth_root, prepared, out, weights_files)()
+    return out
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL at one point of a run (BaseException: nothing in the run catches it)."""
+
+
+def test_a_kill_between_best_and_last_resumes_the_run(synth_root, prepared, weights_files, in_process_run, tmp_path,
+                                                      monkeypatch, capsys):
+    """A new best at epoch N is saved, then the process dies before last.pt of epoch N: best is epoch N, last
+    epoch N-1. The rerun resumes after N-1 (it used to discard the whole run) and ends byte-identical."""
+    from citypipe.training import trainer
+
+    best_epoch = torch.load(in_process_run / "checkpoints" / "best.pt", weights_only=True)["epoch"]
+    if best_epoch < 2:
+        pytest.skip("the reference run's only best is epoch 1: no last.pt of an earlier epoch to resume")
+    real_save = trainer.save_checkpoint
+
+    def save_then_die(path: Path, state: dict) -> None:
+        real_save(path, state)
+        if path.name == "best.pt" and state["epoch"] == best_epoch:
+            raise _Killed
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(_Killed):
+        _in_process(synth_root, prepared, tmp_path, weights_files)()
+    monkeypatch.undo()
+    last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert (last["epoch"], torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)["epoch"]) == \
+        (best_epoch - 1, best_epoch)
+    capsys.readouterr()
+    _in_process(synth_root, prepared, tmp_path, weights_files)()
+    assert f"resuming from {tmp_path / 'checkpoints' / 'last.pt'} after epoch {best_epoch - 1}" in capsys.readouterr().out
+    assert _checkpoint_bytes(tmp_path) == _checkpoint_bytes(in_process_run)
+
+
+def _invert_images(root: Path, split: str) -> None:
+    from PIL import Image
+
+    for image in sorted((root / "leftImg8bit" / split).rglob("*.png")):
+        with Image.open(image) as picture:
+            Image.eval(picture, lambda v: 255 - v).save(image)
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_changed_data_retrains_instead_of_resuming(synth_root, prepared, weights_files, tmp_path, capsys, split):
+    """A finished run, then its training (or validation) images change: the rerun trains from scratch, as a
+    fresh run on the new data does, instead of 'resuming' with nothing left to do."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_root, data)
+    one_epoch = {"train.epochs": 1}
+    _in_process(data, prepared, tmp_path / "run", weights_files, **one_epoch)()
+    before = _checkpoint_bytes(tmp_path / "run")
+    overrides = dict(one_epoch)
+    _invert_images(data, split)
+    capsys.readouterr()
+    _in_process(data, prepared, tmp_path / "run", weights_files, **overrides)()
+    assert "was trained with other params; starting from scratch" in capsys.readouterr().out
+    _in_process(data, prepared, tmp_path / "fresh", weights_files, **overrides)()
+    assert _checkpoint_bytes(tmp_path / "run") == _checkpoint_bytes(tmp_path / "fresh") != before
+
+
+def test_a_failing_fresh_run_keeps_the_previous_best_and_one_without_a_best_drops_it(
+        synth_root, prepared, weights_files, in_process_run, tmp_path, monkeypatch):
+    """Validation crashing in the first epoch of a fresh run (other params) must not have deleted the last good
+    best.pt; a run that ends with no best of its own (NaN mIoU) must not leave another run's best.pt standing in."""
+    import shutil
+
+    from citypipe.training import trainer
+
+    shutil.copytree(in_process_run, tmp_path / "run")
+    good = (tmp_path / "run" / "checkpoints" / "best.pt").read_bytes()
+
+    def crash(confusion):
+        raise RuntimeError("validation crashed")
+
+    monkeypatch.setattr(trainer, "compute_scores", crash)
+    with pytest.raises(RuntimeError, match="validation crashed"):
+        _in_process(synth_root, prepared, tmp_path / "run", weights_files, **{"train.epochs": 1})()
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").read_bytes() == good
+    monkeypatch.setattr(trainer, "compute_scores", lambda confusion: {"miou": float("nan"), "pixel_acc": 0.0})
+    _in_process(synth_root, prepared, tmp_path / "run", weights_files, **{"train.epochs": 1})()
+    assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()

@@ -146,12 +146,15 @@ def test_mixed_precision_and_channels_last_branches_of_the_loop(amp_dtype):
     assert len(scaler_steps) == (2 if amp_dtype == torch.float16 else 0)  # fp16 steps go through the scaler
 
 
-def test_a_fresh_start_drops_another_runs_best_checkpoint_and_corrupt_weights_are_named(tmp_path):
-    from citypipe.training.resume import fresh_start
+def test_another_runs_best_checkpoint_stays_until_the_run_ends_without_one_and_corrupt_weights_are_named(tmp_path):
+    from citypipe.training.loop import TrainState
+    from citypipe.training.resume import finish_run, fresh_start
     from citypipe.training.trainer import read_weights
 
     (tmp_path / "best.pt").write_bytes(b"another run's best")
-    assert fresh_start(tmp_path).epoch == 0 and not (tmp_path / "best.pt").exists()
+    assert fresh_start(tmp_path).epoch == 0 and (tmp_path / "best.pt").exists()  # nothing deleted before its replacement
+    finish_run(tmp_path, TrainState(), {"run": 1})  # ended without a best of its own: the other run's must not stand in
+    assert not (tmp_path / "best.pt").exists()
     (tmp_path / "class_weights.json").write_text("{not json")
     with pytest.raises(CitypipeError, match=r"class_weights.json: class weights is not valid JSON \(.*rerun prepare-labels\)"):
         read_weights(tmp_path / "class_weights.json", ["road"], "class weights")

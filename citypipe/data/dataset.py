@@ -93,5 +93,34 @@ class EvalFrames(Dataset):
                 raise CitypipeError(f"{cache_path(self.cache, sample.split, sample.frame_id)}: label size {label.shape} "
                                     f"differs from image {tuple(image.shape[1:])} (rerun prepare-labels)")
             item["label"] = torch.from_numpy(label)
-            item["instances"] = torch.from_numpy(np.array(_decoded(sample.instance_ids, "instanceIds"), dtype=np.int32))
+            item["instances"] = torch.from_numpy(read_instance_ids(sample.instance_ids, label.shape))
         return item
+
+
+INSTANCE_MODES = ("I", "I;16", "I;16B", "I;16L")  # the official instanceIds PNGs: 16-bit (or 32-bit) integers
+
+
+def read_instance_ids(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) int32 instanceIds (labelId * 1000 + instance). An 8-bit file cannot hold those ids (24000+):
+    it would silently drop the frame's instances out of iIoU, so it is refused."""
+    image = _decoded(path, "instanceIds")
+    if image.mode not in INSTANCE_MODES:
+        raise CitypipeError(f"{path}: instanceIds PNG has mode {image.mode}, expected 16-bit integers (mode I;16 or I, "
+                            "ids like 26001 = labelId x 1000 + instance)")
+    ids = np.array(image, dtype=np.int32)
+    if ids.shape != tuple(shape):
+        raise CitypipeError(f"{path}: instanceIds size {ids.shape[1]}x{ids.shape[0]} differs from its frame's "
+                            f"{shape[1]}x{shape[0]}")
+    return ids
+
+
+def collate_frames(items: list[dict]) -> dict:
+    """A batch of EvalFrames items; frames of another size than the batch's first are named (the default
+    collate stops with a stack traceback instead)."""
+    first = items[0]
+    for item in items[1:]:
+        if item["image"].shape != first["image"].shape:
+            size, other = tuple(item["image"].shape[1:]), tuple(first["image"].shape[1:])
+            raise CitypipeError(f"{item['frame_id']}: frame size {size[1]}x{size[0]} differs from {first['frame_id']}'s "
+                                f"{other[1]}x{other[0]} in one batch (expected one size per split, or batch_size 1)")
+    return torch.utils.data.default_collate(items)

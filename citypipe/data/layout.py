@@ -80,10 +80,7 @@ def find_samples(root: str | Path, split: str, cities: tuple[str, ...] = ()) -> 
         raise CitypipeError(f"{split_dir}: missing split folder (expected leftImg8bit/{split}/{{city}}/)")
     city_dirs = sorted(d for d in split_dir.iterdir() if d.is_dir())
     if cities:
-        unknown = sorted(set(cities) - {d.name for d in city_dirs})
-        if unknown and len(unknown) == len(set(cities)):
-            raise CitypipeError(f"data.cities: none of {list(cities)} is a city of {split_dir}")
-        city_dirs = [d for d in city_dirs if d.name in cities]
+        city_dirs = _filter_cities(root, split_dir, city_dirs, cities)
     samples = [_sample(root, split, p) for d in city_dirs for p in sorted(d.glob("*_leftImg8bit.png"))]
     if not samples:
         raise CitypipeError(f"{split_dir}: empty split (no *_leftImg8bit.png under {split}/{{city}}/)")
@@ -91,6 +88,22 @@ def find_samples(root: str | Path, split: str, cities: tuple[str, ...] = ()) -> 
     _check_unique(samples)
     _check_cities(samples)
     return samples
+
+
+def _filter_cities(root: Path, split_dir: Path, city_dirs: list[Path], cities: tuple[str, ...]) -> list[Path]:
+    """data.cities is a filter per split: each split keeps the named cities it has (the real splits share
+    no city, so [aachen, frankfurt] trains on aachen and validates on frankfurt). A name that is a city of
+    no split is a typo, and a split left with no city is an error: neither passes silently."""
+    known = {d.name for d in (root / "leftImg8bit").glob("*/*") if d.is_dir()}
+    misspelt = [c for c in cities if c not in known]
+    if misspelt:
+        raise CitypipeError(f"data.cities: {misspelt[0]!r} is a city of no split in {root / 'leftImg8bit'} "
+                            f"(known: {', '.join(sorted(known))})")
+    kept = [d for d in city_dirs if d.name in cities]
+    if not kept:
+        raise CitypipeError(f"data.cities: none of {list(cities)} is a city of {split_dir} (the filter is per split: "
+                            f"name at least one of {', '.join(d.name for d in city_dirs)} too)")
+    return kept
 
 
 def _check_unique(samples: list[Sample]) -> None:

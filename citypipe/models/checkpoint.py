@@ -16,7 +16,9 @@ import torch
 
 from citypipe.atomic import atomic_path
 from citypipe.errors import CitypipeError, first_line
-from citypipe.models.deeplab import DeepLab, ModelConfig, build_model
+from citypipe.labels import NUM_CLASSES
+from citypipe.models.backbone import BACKBONES
+from citypipe.models.deeplab import HEAD_BUILDERS, DeepLab, ModelConfig, build_model
 
 # What the weights mean, beyond the names and shapes a state dict shows. 1 (no entry): every 3x3 conv of a
 # dilated stage at the full rate; 2: contracted dilation (a dilated stage's first block keeps the previous
@@ -55,6 +57,7 @@ def load_checkpoint(path: str | Path, expected: ModelConfig | None = None) -> di
         raise CitypipeError(f"{path}: cannot load checkpoint ({first_line(error)})") from None
     if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
         raise CitypipeError(f"{path}: not a citypipe checkpoint (no model_config/model entries)")
+    stored_config(path, state["model_config"])
     check_format(path, state.get("model_format", 1))
     if expected is not None:
         check_config(path, state["model_config"], expected)
@@ -76,6 +79,33 @@ def check_config(path: Path, stored: dict[str, Any], expected: ModelConfig) -> N
     for key, value in wanted.items():
         if stored.get(key) != value:
             raise CitypipeError(f"{path}: checkpoint has {key}={stored.get(key)!r} but params ask for {key}={value!r}")
+
+
+_CONFIG_VALUES = {"arch": tuple(HEAD_BUILDERS), "backbone": tuple(BACKBONES), "output_stride": (8, 16),
+                  "aux_head": (False, True), "num_classes": (NUM_CLASSES,), "head_style": ("torchvision", "mmseg")}
+
+
+def stored_config(path: Path, stored: Any) -> ModelConfig:
+    """The checkpoint's model_config as a ModelConfig, each field checked: a missing, extra or unknown
+    value is named in one line (not a TypeError or KeyError from deep inside the model builder)."""
+    if not isinstance(stored, dict):
+        raise CitypipeError(f"{path}: checkpoint's model_config is {type(stored).__name__}, expected a mapping")
+    fields = dataclasses.fields(ModelConfig)
+    names = [f.name for f in fields]
+    extra = sorted(set(map(str, stored)) - set(names))
+    if extra:
+        raise CitypipeError(f"{path}: checkpoint's model_config has an unknown key {extra[0]!r} (known: {', '.join(names)})")
+    for key, value in stored.items():
+        allowed = _CONFIG_VALUES.get(key)
+        if allowed is not None and (value not in allowed or type(value) is not type(allowed[0])):
+            raise CitypipeError(f"{path}: checkpoint's model_config has {key}={value!r}, expected one of "
+                                f"{', '.join(map(repr, allowed))}")
+        if allowed is None and (type(value) is not int or value < 1):  # head_channels
+            raise CitypipeError(f"{path}: checkpoint's model_config has {key}={value!r}, expected a positive integer")
+    missing = [f.name for f in fields if f.name not in stored and f.default is dataclasses.MISSING]
+    if missing:
+        raise CitypipeError(f"{path}: checkpoint's model_config lacks {missing[0]!r}")
+    return ModelConfig(**stored)
 
 
 def load_weights(path: Path, model: torch.nn.Module, weights: Any) -> None:
@@ -111,7 +141,7 @@ def load_model(path: str | Path, expected: ModelConfig | None, device: torch.dev
 def model_from_state(path: str | Path, state: dict[str, Any], device: torch.device,
                      channels_last: bool = False) -> DeepLab:
     """A loaded checkpoint's (`load_checkpoint`) model with its weights, in eval mode on `device`."""
-    model = build_model(ModelConfig(**state["model_config"]))
+    model = build_model(stored_config(Path(path), state["model_config"]))
     load_weights(Path(path), model, state["model"])
     model.to(device).eval()
     if channels_last:

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from citypipe.data.dataset import EvalFrames
+from citypipe.data.dataset import EvalFrames, collate_frames
 from citypipe.data.layout import Sample
 from citypipe.labels import NUM_CLASSES
 from citypipe.models.checkpoint import load_model
@@ -65,4 +65,4 @@ def frame_loader(samples: list[Sample], cache: Path | None, batch_size: int, wor
     """
     dataset = EvalFrames(samples, cache, with_labels=cache is not None)
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=runtime.device.type == "cuda",
-                      generator=torch.Generator().manual_seed(0))
+                      generator=torch.Generator().manual_seed(0), collate_fn=collate_frames)

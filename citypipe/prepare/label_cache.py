@@ -7,6 +7,7 @@ in worker threads, so the full 5,000-image Cityscapes never sits in memory.
 from __future__ import annotations
 
 import functools
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,13 +37,32 @@ def read_label_ids(path: Path) -> np.ndarray:
     if not path.is_file():
         raise CitypipeError(f"{path}: missing label file (every leftImg8bit image needs its gtFine_labelIds.png)")
     try:
-        label_ids = imagecodecs.png_decode(path.read_bytes())
+        data = path.read_bytes()
+        _check_pixel_count(path, data)
+        label_ids = imagecodecs.png_decode(data)
+    except CitypipeError:
+        raise
     except Exception as error:
         raise CitypipeError(f"{path}: cannot read PNG ({error})") from None
     if label_ids.dtype != np.uint8 or label_ids.ndim != 2:
         raise CitypipeError(f"{path}: labelIds PNG decodes to {label_ids.dtype} {label_ids.shape}, "
                             "expected 8-bit single channel (H, W)")
     return label_ids
+
+
+def max_label_pixels() -> int:
+    """Pillow's limit for images (it refuses twice MAX_IMAGE_PIXELS as a decompression bomb), for labels too."""
+    return 2 * (Image.MAX_IMAGE_PIXELS or 0) or 2 ** 62
+
+
+def _check_pixel_count(path: Path, data: bytes) -> None:
+    """A tiny PNG can declare 60000x60000 pixels: read the size from its header and refuse it before
+    the decoder allocates the whole map (3.6 GB there)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        if width * height > max_label_pixels():
+            raise CitypipeError(f"{path}: labelIds PNG of {width}x{height} pixels is over the limit of "
+                                f"{max_label_pixels()} (Pillow's for images; a decompression bomb?)")
 
 
 def image_size(path: Path) -> tuple[int, int]:

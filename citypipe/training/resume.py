@@ -9,19 +9,40 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from torch import nn
 
+from citypipe.data import layout
 from citypipe.errors import CitypipeError
 from citypipe.models.checkpoint import load_checkpoint
 from citypipe.training.loop import TrainingSetup, TrainState
 
 
-def run_fingerprint(cache: Path, weight_files: tuple[str | Path, ...]) -> str:
-    """Hash of the package code, prepare-labels' outputs (the trainId cache included) and the backbone
-    weights file: `last` is resumed only by the same run. Bytes only (no times), so a checkpoint's
-    bytes are the same on every machine."""
+def run_files(root: str | Path, cities: tuple[str, ...], val_split: str) -> list[Path]:
+    """The dataset files a run reads besides prepare-labels' cache: the train images, and the validation
+    split's images and instanceIds (iIoU). Changed images must retrain, not resume a model of the old ones."""
+    train, val = layout.find_samples(root, "train", cities), layout.find_samples(root, val_split, cities)
+    return [s.image for s in train] + [p for s in val for p in (s.image, s.instance_ids)]
+
+
+def _file_digest(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.digest()
+
+
+def run_fingerprint(cache: Path, weight_files: tuple[str | Path, ...], data_files: list[Path] = (),
+                    data_root: str | Path = "") -> str:
+    """Hash of the package code, prepare-labels' outputs (the trainId cache included), the backbone
+    weights file and the dataset files the run reads (`run_files`, named relative to `data_root`):
+    `last` is resumed only by the same run. Bytes only (no times), so a checkpoint's bytes are the same
+    on every machine. The data files are hashed in threads (hashlib releases the GIL): the real
+    Cityscapes' train and val images are ~7 GB, read once per train start."""
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parents[1]
     for source in sorted(package.rglob("*.py")):
@@ -31,6 +52,9 @@ def run_fingerprint(cache: Path, weight_files: tuple[str | Path, ...]) -> str:
         digest.update(label.relative_to(cache).as_posix().encode() + label.read_bytes())
     for path in weight_files:
         digest.update(Path(path).read_bytes() if path and Path(path).is_file() else b"-")
+    with ThreadPoolExecutor(4) as pool:
+        for path, file_digest in zip(data_files, pool.map(_file_digest, data_files)):
+            digest.update(Path(os.path.relpath(path, data_root or ".")).as_posix().encode() + file_digest)
     return digest.hexdigest()
 
 
@@ -69,7 +93,7 @@ def resume_state(checkpoints: Path, run_params: dict, setup: TrainingSetup) -> T
     if checkpoint.get("params") != run_params or checkpoint["model_config"] != dataclasses.asdict(setup.model.config):
         print(f"train: {path} was trained with other params; starting from scratch")
         return fresh_start(checkpoints)
-    if checkpoint["best_epoch"] and not is_best_of_run(checkpoints / "best.pt", checkpoint["best_epoch"], run_params):
+    if checkpoint["best_epoch"] and not best_matches(checkpoints / "best.pt", checkpoint, run_params):
         print(f"train: {checkpoints / 'best.pt'} is missing or not this run's best (epoch {checkpoint['best_epoch']}); "
               "training from scratch recreates it exactly")
         return fresh_start(checkpoints)
@@ -82,10 +106,30 @@ def resume_state(checkpoints: Path, run_params: dict, setup: TrainingSetup) -> T
                       checkpoint["best_miou"], checkpoint["best_epoch"])
 
 
+def best_matches(path: Path, last: dict, run_params: dict) -> bool:
+    """best.pt fits last.pt: it is the best epoch last.pt records, or the epoch after last.pt's, a new best
+    saved just before a kill kept last.pt from following (best.pt is written first). Resuming then
+    retrains that epoch, which (training being deterministic) is the best again and rewrites the same file."""
+    try:
+        best = load_checkpoint(path)
+    except CitypipeError:
+        return False
+    return best.get("params") == run_params and best.get("epoch") in (last["best_epoch"], last["epoch"] + 1)
+
+
 def fresh_start(checkpoints: Path) -> TrainState:
-    """A new run: another run's best.pt must not stand in for this one's (if no epoch ever beats it)."""
-    (checkpoints / "best.pt").unlink(missing_ok=True)
+    """A new run. Another run's best.pt is not deleted here: it stays until this run writes its own best or
+    ends without one (`finish_run`), so a run that fails early (a crash in its first validation) destroys
+    nothing that worked."""
     return TrainState()
+
+
+def finish_run(checkpoints: Path, state: TrainState, run_params: dict) -> None:
+    """At a run's end: a best.pt that is not this run's best (another run's, when no epoch of this one
+    was validated) must not stand in for it."""
+    best = checkpoints / "best.pt"
+    if best.exists() and not is_best_of_run(best, state.best_epoch, run_params):
+        best.unlink()
 
 
 def is_best_of_run(path: Path, best_epoch: int, run_params: dict) -> bool:

@@ -37,8 +37,10 @@ from citypipe.training.losses import SegmentationLoss
 from citypipe.training.optim import build_optimizer
 from citypipe.training.outputs import TrainLog, text_line
 from citypipe.training.resume import (
+    finish_run,
     inference_checkpoint,
     resume_state,
+    run_files,
     run_fingerprint,
     training_checkpoint,
 )
@@ -140,7 +142,8 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
     run_params = {"data": section_dict(data), "model": section_dict(model_params), "train": section_dict(train),
                   "validation": section_dict(validation),
                   "numerics": {k: getattr(device, k) for k in ("type", "amp", "num_threads", "cpu_deterministic")},
-                  "fingerprint": run_fingerprint(paths.cache, (paths.class_weights, paths.sample_weights, model_params.weights_file))}
+                  "fingerprint": run_fingerprint(paths.cache, (paths.class_weights, paths.sample_weights, model_params.weights_file),
+                                                 run_files(data.root, data.cities, "val"), data.root)}
     state = resume_state(paths.checkpoints, run_params, setup)
     predictor = Predictor(model, runtime, validation, amp=False)
     # a resumed run rebuilds DVCLive's files from the checkpoint's history (DVC removed them before the stage)
@@ -161,5 +164,6 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
 
     state = fit(setup, state, validate, on_epoch_end)
     if dist_info.is_main:
+        finish_run(paths.checkpoints, state, run_params)
         log.finish(state.best_miou, state.best_epoch)
     return state
