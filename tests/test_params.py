@@ -116,7 +116,7 @@ def test_a_scale_that_keeps_one_pixel_is_fine(tmp_path):
 DUPLICATES = [  # (params.yaml with a key given twice, the message)
     (lambda t: t.replace("  lr: 0.02\n", "  lr: 0.02\n  lr: 5.0\n"), "duplicate key 'lr' (first on line {lr})"),
     (lambda t: t + "train:\n  lr: 5.0\n", "duplicate key 'train' (first on line {train})"),
-    (lambda t: t.replace("  base_size: [128, 256]", "  base_size: {h: 1, h: 2}"), "duplicate key 'h'"),
+    (lambda t: t.replace("  lr: 0.02\n", "  lr: {h: 1, h: 2}\n"), "duplicate key 'h'"),
 ]
 
 

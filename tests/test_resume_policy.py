@@ -26,25 +26,17 @@ from torch import nn
 import citypipe
 from citypipe.models.deeplab import ModelConfig
 from citypipe.training.loop import LoopConfig, TrainingSetup, TrainState
+from citypipe.training.resume import (
+    inference_checkpoint,
+    resume_state,
+    training_checkpoint,
+)
+from citypipe.training.resume import run_fingerprint as _run_fingerprint
 
 
-def _resume_function(name: str):
-    """Resume policy and fingerprinting move from training/trainer.py to training/resume.py (issue 20)."""
-    try:
-        from citypipe.training import resume
-    except ImportError:
-        resume = None
-    if resume is not None and hasattr(resume, name):
-        return getattr(resume, name)
-    from citypipe.training import trainer
-
-    return getattr(trainer, name)
-
-
-resume_state = _resume_function("resume_state")
-run_fingerprint = _resume_function("run_fingerprint")
-training_checkpoint = _resume_function("training_checkpoint")
-inference_checkpoint = _resume_function("inference_checkpoint")
+def run_fingerprint(paths, weights_file: str, function=None) -> str:
+    """The trainer's call: the cache, the prepare-labels weight files and the backbone weights file."""
+    return (function or _run_fingerprint)(paths.cache, (paths.class_weights, paths.sample_weights, weights_file))
 
 
 class TinyDeepLab(nn.Module):
@@ -182,13 +174,13 @@ def fingerprint_of_package_copy(folder: Path, paths: FingerprintPaths, edit=None
     shutil.copytree(package, copied, ignore=shutil.ignore_patterns("__pycache__"))
     if edit is not None:
         edit(copied)
-    source = copied / Path(inspect.getsourcefile(run_fingerprint)).resolve().relative_to(package)
+    source = copied / Path(inspect.getsourcefile(_run_fingerprint)).resolve().relative_to(package)
     spec = importlib.util.spec_from_file_location("fingerprint_under_test", source)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the copy executes
     try:
         spec.loader.exec_module(module)
-        return module.run_fingerprint(paths, "")
+        return run_fingerprint(paths, "", module.run_fingerprint)
     finally:
         del sys.modules[spec.name]
 
