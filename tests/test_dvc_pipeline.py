@@ -40,6 +40,13 @@ def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return result.stdout + result.stderr
 
 
+def set_params(project: Path, values: dict[str, object]) -> None:
+    """Set 'section.key' values in params.yaml as `dvc exp run -S` does (DVC's own writer: comments kept)."""
+    from dvc.utils.hydra import apply_overrides
+
+    apply_overrides(str(project / "params.yaml"), [f"{key}={json.dumps(value)}" for key, value in values.items()])
+
+
 def ran_stages(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
 
@@ -53,10 +60,7 @@ def project(tmp_path_factory) -> Path:
             continue  # results of this checkout's own run
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, work / name)
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    for section, values in SMALL.items():
-        params[section].update(values)
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(work, {f"{section}.{key}": value for section, values in SMALL.items() for key, value in values.items()})
     run(work, "git", "init", "-q")
     run(work, "git", "add", "-A")
     run(work, "git", "commit", "-qm", "start")
@@ -79,9 +83,7 @@ def test_repro_then_noop_then_only_affected_stages(project):
     assert ran_stages(run(project, "dvc", "repro", "--force")) == ran_stages(first)
     assert (project / "dvc.lock").read_text() == lock
     assert "Data and pipelines are up to date" in run(project, "dvc", "status")
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["visualize"]["num_samples"] = 1
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(project, {"visualize.num_samples": 1})
     assert ran_stages(run(project, "dvc", "repro")) == {"visualize"}
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-qm", "baseline")
@@ -130,10 +132,9 @@ def test_changing_any_inference_key_reruns_the_predicting_stages_and_never_train
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]  # what each stage reads: the test above
     try:
         for key, value in INFERENCE_CHANGES.items():
-            changed = yaml.safe_load(original)
-            assert changed["inference"][key] != value
-            changed["inference"][key] = value
-            params_file.write_text(yaml.safe_dump(changed, sort_keys=False))
+            assert params["inference"][key] != value
+            params_file.write_text(original)
+            set_params(project, {f"inference.{key}": value})
             readers = {name for name, stage in stages.items() if f"inference.{key}" in declared_keys(stage)}
             assert "train" not in readers and {"evaluate", "export-submission"} <= readers, key
             assert stale_stages(project) == readers, key
@@ -146,6 +147,19 @@ def test_an_experiment_with_multi_scale_testing_does_not_retrain(project):
     output = run(project, "dvc", "exp", "run", "-S", "inference.scales=[0.75,1.0,1.25]")
     assert ran_stages(output) == {"evaluate", "visualize", "export-submission", "robustness", "evaluate-onnx"}
     assert "train" not in ran_stages(output)
+
+
+def test_dvc_exp_run_set_changes_exactly_one_line_of_params_yaml(project):
+    """params.yaml is written in the style DVC writes (block lists, plain quoting), so an experiment's
+    params differ from the baseline's in the line it sets, comments kept."""
+    run(project, "git", "add", "-A")
+    run(project, "git", "commit", "-qm", "before the experiment", "--allow-empty")
+    output = run(project, "dvc", "exp", "run", "-S", "visualize.alpha=0.6")
+    assert ran_stages(output) == {"visualize"}
+    assert run(project, "git", "diff", "--numstat", "params.yaml").split() == ["1", "1", "params.yaml"]
+    assert "  alpha: 0.6" in (project / "params.yaml").read_text().splitlines()
+    run(project, "git", "add", "-A")
+    run(project, "git", "commit", "-qm", "the experiment's results")
 
 
 def test_experiment_and_metrics_diff(project):
