@@ -47,7 +47,7 @@ def _scales(ctx, param, values: tuple[str, ...]) -> tuple[float, ...] | None:
     return scales or None
 
 
-@main.command()
+@main.command(short_help="Segment images, a folder or a split; write overlays and masks.")
 @click.argument("image", required=False, type=click.Path(path_type=Path))
 @click.option("--split", default=None, help="Segment DATA_ROOT/leftImg8bit/SPLIT (all cities) instead of IMAGE.")
 @click.option("--data-root", type=click.Path(path_type=Path), default=None,
@@ -103,7 +103,7 @@ def infer(image, split, data_root, params_path, checkpoint, output, mode, size, 
     click.echo(f"infer: {count} image(s) -> {output}")
 
 
-@main.command()
+@main.command(short_help="Compare experiments: params that differ, metrics, paired intervals.")
 @click.option("--baseline", default=None, help="The row the changes are from (default: HEAD's commit).")
 @click.option("--md", "markdown", is_flag=True, help="Markdown tables (for a pull request).")
 @click.option("--top-classes", type=click.IntRange(min=0), default=5, show_default=True,
@@ -148,7 +148,7 @@ def profile_path(params_file: Path, name: str) -> Path:
                         f"in {' or '.join(str(f) for f in dict.fromkeys(folders))}")
 
 
-@main.command()
+@main.command(short_help="Apply a params profile (cityscapes, demo) to params.yaml.")
 @click.argument("name")
 @click.option("--data-root", default=None, help="Where the dataset is (sets data.root).")
 @params_option

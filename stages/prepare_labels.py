@@ -6,21 +6,22 @@ class pixel shares (--class-table), the loss's class weights and the sampler's p
 import click
 
 from citypipe.command_line import params_option, reports_errors, stage_outputs
-from citypipe.params import load_params
-from citypipe.prepare.label_cache import prepare_labels
-from citypipe.prepare.outputs import write_prepare_outputs
 
 
 @click.command(help=__doc__)
 @params_option
 @click.option("--data-root", required=True, type=click.Path(file_okay=False),
               help="The dataset in the official layout (read); dvc.yaml passes ${data.root}.")
-@click.option("--cache", required=True, type=click.Path(file_okay=False), help="trainId cache folder to write.")
-@click.option("--class-table", required=True, type=click.Path(dir_okay=False))
-@click.option("--class-weights", required=True, type=click.Path(dir_okay=False))
-@click.option("--sample-weights", required=True, type=click.Path(dir_okay=False))
+@click.option("--cache", required=True, type=click.Path(file_okay=False), help="trainId PNGs of every split (written).")
+@click.option("--class-table", required=True, type=click.Path(dir_okay=False), help="Class pixel shares, CSV (written).")
+@click.option("--class-weights", required=True, type=click.Path(dir_okay=False), help="The loss's class weights (written).")
+@click.option("--sample-weights", required=True, type=click.Path(dir_okay=False), help="The sampler's weights (written).")
 @reports_errors
 def main(params_path: str, data_root: str, cache: str, class_table: str, class_weights: str, sample_weights: str) -> None:
+    from citypipe.params import load_params
+    from citypipe.prepare.label_cache import prepare_labels
+    from citypipe.prepare.outputs import write_prepare_outputs
+
     params = load_params(params_path, {"data.root": data_root})
     p = params.prepare
     with stage_outputs(cache, class_table, class_weights, sample_weights):

@@ -6,15 +6,16 @@ train, val and test splits under --out, as params.yaml's `synthesize` section sa
 import click
 
 from citypipe.command_line import params_option, reports_errors, stage_outputs
-from citypipe.params import load_params
-from citypipe.synth.writer import synthesize
 
 
 @click.command(help=__doc__)
 @params_option
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Data root to write.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="The data root (written).")
 @reports_errors
 def main(params_path: str, out_dir: str) -> None:
+    from citypipe.params import load_params
+    from citypipe.synth.writer import synthesize
+
     p = load_params(params_path).synthesize
     with stage_outputs(out_dir):
         count = synthesize(out_dir, p.seed, p.height, p.width,

@@ -63,6 +63,25 @@ def test_help_imports_no_torch_and_version_prints_the_package_version():
     assert result.exit_code == 0 and result.output.strip() == f"citypipe {importlib.metadata.version('citypipe')}"
 
 
+def test_help_lists_every_command_with_a_whole_summary():
+    commands = _run_cli("--help").stdout.split("Commands:")[1].strip().splitlines()
+    assert {line.split()[0] for line in commands} == {"compare", "infer", "profile"}
+    assert not [line for line in commands if line.rstrip().endswith("...")]  # click cuts long docstrings
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "stages").glob("*.py")))
+def test_every_stage_script_says_what_it_reads_and_writes_without_importing_torch(script):
+    code = ("import runpy, sys; sys.argv = ['x', '--help']\n"
+            "try:\n    runpy.run_path(sys.argv_path, run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'numpy', 'pandas', 'dvc') if m in sys.modules))")
+    code = code.replace("sys.argv_path", repr(str(REPO / "stages" / script)))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.strip().splitlines()[-1] == "[]", out  # help in well under a second: nothing heavy imported
+    assert "DVC stage" in out and ("(written)" in out or "to write" in out), out  # what it does and writes
+
+
 def test_infer_on_a_split_recurses_into_cities_and_mirrors_them(synth_root, trained_checkpoint, tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["infer", "--split", "val", "--data-root", str(synth_root), "--checkpoint",
