@@ -174,3 +174,7 @@ def profile(name: str, data_root: str | None, params_path: str, dry_run: bool) -
     if not dry_run:
         write_text(params_file, new_text)
     click.echo(f"profile {name}: {len(changes)} change(s) {'would be written to' if dry_run else 'written to'} {params_file}")
+
+
+if __name__ == "__main__":  # python -m citypipe.cli, as the console script
+    main()

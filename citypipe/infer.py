@@ -6,7 +6,7 @@ unless asked, and a size far from the training scale gets a warning.
 """
 from __future__ import annotations
 
-import warnings
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,17 +104,18 @@ def inference_config(stored: dict[str, Any], options: InferOptions, image_size: 
     return InferenceConfig(mode, size, crop, stride, flip, scales)
 
 
-def warn_if_far_from_training(config: InferenceConfig, stored: dict[str, Any], image_size: tuple[int, int]) -> None:
-    """The network sees objects at the scale it was trained at only near train.base_size."""
+def scale_warning(config: InferenceConfig, stored: dict[str, Any], image_size: tuple[int, int]) -> str | None:
+    """A warning when the network would see images far (over 2x) from train.base_size, the only scale at
+    which it has seen objects; None when it is close or the checkpoint records no training size."""
     base = stored.get("train", {}).get("base_size")
     if not base:
-        return
+        return None
     seen = config.size if config.mode == "whole" else image_size
     ratios = [s * scale / b for s, b in zip(seen, base) for scale in config.scales]
-    if max(ratios) > FAR_FROM_TRAINING or min(ratios) < 1 / FAR_FROM_TRAINING:
-        warnings.warn(f"the network sees {seen[0]}x{seen[1]} images, far from its training scale "
-                      f"{base[0]}x{base[1]} (train.base_size): expect poor predictions; see --size / --mode slide",
-                      stacklevel=2)
+    if max(ratios) <= FAR_FROM_TRAINING and min(ratios) >= 1 / FAR_FROM_TRAINING:
+        return None
+    return (f"the network sees {seen[0]}x{seen[1]} images, far from its training scale {base[0]}x{base[1]} "
+            "(train.base_size): expect poor predictions; see --size / --mode slide")
 
 
 def check_scales(source: Path, config: InferenceConfig, image_size: tuple[int, int]) -> None:
@@ -145,7 +146,9 @@ def infer_images(image: Path, output: Path, checkpoint: Path, device: DevicePara
         config = inference_config(stored, options, picture.shape[:2])
         check_scales(source, config, picture.shape[:2])
         if not warned:
-            warn_if_far_from_training(config, stored, picture.shape[:2])
+            warning = scale_warning(config, stored, picture.shape[:2])
+            if warning:
+                print(f"warning: {warning}", file=sys.stderr)
             warned = True
         train_ids = predict_one(Predictor(network, runtime, config, options.amp), picture, source)
         targets = output_files(output, base, source, many)

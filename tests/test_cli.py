@@ -138,3 +138,28 @@ def test_profile_finds_the_project_profiles_wherever_params_points(tmp_path):
     assert "train.crop_size" in result.output
     result = CliRunner().invoke(main, ["profile", "nope", "--params", str(other / "params.yaml")])
     assert result.exit_code == 1 and "known: cityscapes" in result.output
+
+
+@pytest.mark.parametrize("size, mode, scales, warned", [
+    ((64, 128), "whole", (1.0,), False), ((128, 256), "whole", (1.0,), False), ((512, 1024), "whole", (1.0,), True),
+    ((16, 32), "whole", (1.0,), True), ((64, 128), "whole", (0.25, 1.0), True), ((64, 128), "slide", (1.0,), True),
+])
+def test_infer_warns_when_the_network_input_is_far_from_the_training_scale(size, mode, scales, warned):
+    """train.base_size 64x128; slide mode sees the image itself (here 256x512)."""
+    from citypipe.infer import scale_warning
+    from citypipe.prediction.inference import InferenceConfig
+
+    config = InferenceConfig(mode, size, size, size, False, scales)
+    message = scale_warning(config, {"train": {"base_size": [64, 128]}}, (256, 512))
+    assert (message is not None) == warned
+    assert scale_warning(config, {}, (256, 512)) is None  # a checkpoint that records no training size
+
+
+def test_infer_prints_the_scale_warning_in_one_line(synth_root, trained_checkpoint, tmp_path):
+    image = layout.find_samples(synth_root, "val")[0].image
+    result = subprocess.run([sys.executable, "-m", "citypipe.cli", "infer", str(image), "--checkpoint",
+                             str(trained_checkpoint), "--output", str(tmp_path / "o.png"), "--device", "cpu",
+                             "--size", "256", "512"], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "far from its training scale 64x128" in warnings[0], result.stderr
