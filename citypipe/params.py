@@ -354,7 +354,7 @@ class RobustnessParams(_Traced):
 
 
 @dataclass(frozen=True)
-class DeployParams:
+class DeployParams(_Traced):
     exporter: Literal["torchscript", "dynamo"]  # torch.onnx.export's TorchScript (legacy) or torch.export path
     opset: int
     check_frames: int  # val frames on which export-onnx compares onnxruntime's logits with PyTorch's

@@ -142,3 +142,14 @@ def test_yaml_tags_and_syntax_errors_are_one_line(tmp_path):
         with pytest.raises(CitypipeError, match="not valid YAML") as error:
             load_params(path)
         assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_every_section_records_the_keys_its_readers_read():
+    """tests/test_dvc_pipeline.py compares the keys each stage reads with dvc.yaml through _Traced: a section
+    that does not record its reads would let a stage read a key it does not depend on unnoticed."""
+    import typing
+
+    from citypipe.params import Params, _Traced
+
+    sections = typing.get_type_hints(Params)
+    assert sections and all(issubclass(cls, _Traced) for cls in sections.values()), sections
