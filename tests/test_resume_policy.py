@@ -27,6 +27,7 @@ import citypipe
 from citypipe.models.deeplab import ModelConfig
 from citypipe.training.loop import LoopConfig, TrainingSetup, TrainState
 from citypipe.training.resume import (
+    finish_run,
     inference_checkpoint,
     resume_state,
     training_checkpoint,
@@ -127,6 +128,10 @@ def test_other_params_or_fingerprint_start_from_scratch(written_run, run_params,
     state = resume_state(checkpoints, run_params, setup)
     assert state == TrainState()
     assert same_weights(setup.model, initial) and setup.scheduler.last_epoch == 0 and not setup.optimizer.state
+    # nothing is deleted before its replacement exists (issue 26): the other run's best.pt stays until this
+    # run writes its own best, and finish_run drops it if this run ends without one
+    assert (checkpoints / "best.pt").exists()
+    finish_run(checkpoints, state, run_params)
     assert not (checkpoints / "best.pt").exists()  # the other run's best must not stand in for this one's
     assert "starting from scratch" in capsys.readouterr().out
 
