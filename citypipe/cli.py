@@ -93,9 +93,8 @@ def infer(image, split, data_root, params_path, checkpoint, output, mode, size, 
         image = (data_root or Path(params.data.root)) / "leftImg8bit" / split
         if not image.is_dir():
             raise CitypipeError(f"--split {split}: no folder {image}")
-    from citypipe.infer import InferOptions, infer_images
-
     from citypipe.corruptions.corrupt import parse_corruption
+    from citypipe.infer import InferOptions, infer_images
 
     corruption = parse_corruption(corrupt_spec) if corrupt_spec is not None else None
     options = InferOptions(mode, size, crop_size, stride, flip, scales, amp, mask, alpha, corruption, corrupt_seed)
@@ -111,7 +110,9 @@ def infer(image, split, data_root, params_path, checkpoint, output, mode, size, 
 @click.option("--all-branches", "-A", is_flag=True, help="Also the experiments of every branch.")
 @click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=Path("."), help="The DVC project.")
 @click.option("--metrics", "eval_file", default="metrics/eval.json", show_default=True,
-              help="The evaluate stage's metrics file (siblings like metrics/eval_classes.json are merged in).")
+              help="The evaluate stage's metrics file (DVC's headline numbers).")
+@click.option("--class-metrics", "classes_file", default="metrics/eval_classes.json", show_default=True,
+              help="evaluate's per-class tables, read at each experiment's revision.")
 @click.option("--per-image-counts", "counts_file", default="plots/eval/per_image_counts.npy", show_default=True,
               help="evaluate's per-image counts, read at each experiment's revision for the paired bootstrap.")
 @click.option("--resamples", type=click.IntRange(min=1), default=1000, show_default=True,
@@ -119,16 +120,18 @@ def infer(image, split, data_root, params_path, checkpoint, output, mode, size, 
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the paired bootstrap's draws.")
 @reports_errors
 def compare(baseline: str | None, markdown: bool, top_classes: int, all_branches: bool, repo: Path,
-            eval_file: str, counts_file: str, resamples: int, seed: int) -> None:
+            eval_file: str, classes_file: str, counts_file: str, resamples: int, seed: int) -> None:
     """Compare the workspace, the baseline commit and its `dvc exp` experiments: params that differ,
     mIoU / pixel accuracy / iIoU / boundary mIoU with the change from the baseline, the classes that moved
     most, each experiment's paired bootstrap change on the same frames (per-class with --md), and the
     spread of experiments that differ only in train.seed."""
-    from citypipe.compare import collect_experiments, read_per_image_counts, report
+    from citypipe.compare import collect_experiments, read_class_metrics, read_per_image_counts, report
 
     experiments, head, revs = collect_experiments(repo, all_branches, eval_file)
     if not experiments:
         raise CitypipeError(f"{repo}: no experiments with metrics (run `dvc exp run` first)")
+    for name, tables in read_class_metrics(repo, revs, classes_file).items():
+        experiments[name][1].update({key: value for key, value in tables.items() if key not in experiments[name][1]})
     counts = read_per_image_counts(repo, revs, counts_file)
     click.echo(report(experiments, baseline or head, top_classes, markdown, counts, resamples, seed), nl=False)
 

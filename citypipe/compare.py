@@ -4,7 +4,8 @@ bootstrap of each experiment's change against the baseline on the same frames (f
 evaluate writes), and the mean and spread of experiments that differ only in train.seed.
 
 Pure functions over `{experiment name: (params, eval metrics)}` and `{name: per-image counts}`;
-`collect_experiments` and `read_per_image_counts` at the end are the ones that ask DVC and git."""
+`collect_experiments`, `read_per_image_counts` and `read_class_metrics` at the end are the ones that ask DVC
+and git."""
 from __future__ import annotations
 
 import json
@@ -18,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from citypipe.errors import CitypipeError
-from citypipe.evaluation.paired import Change, paired_changes
 from citypipe.evaluation.counts_file import read_counts_array
+from citypipe.evaluation.paired import Change, paired_changes
 from citypipe.labels import class_names
 
 HEADLINE = ("miou", "pixel_acc", "iiou", "boundary_miou")
@@ -231,7 +232,7 @@ def report(experiments: Experiments, baseline: str, top: int, markdown: bool,
 
 
 def _eval_metrics(metrics_by_file: dict[str, Any], eval_file: str, name: str = "workspace") -> dict[str, Any]:
-    """Merge eval_file and its siblings (metrics/eval.json + metrics/eval_classes.json) of one exp show entry.
+    """Merge eval_file and any sibling metrics files (metrics/eval*.json) of one exp show entry.
     A file DVC could not read, or one that is not a JSON object of metrics, is an error naming it: its
     row would otherwise show as an experiment without scores."""
     prefix = eval_file.removesuffix(".json")
@@ -303,23 +304,47 @@ def collect_experiments(repo: Path, all_branches: bool, eval_file: str = "metric
     return experiments, baseline, revs
 
 
-def read_per_image_counts(repo: Path, revs: dict[str, str], path: str) -> dict[str, np.ndarray | None]:
-    """{name: per_image_counts.npy of that experiment} read through DVC at each rev (git-tracked or in the DVC
+def _read_at_revs(repo: Path, revs: dict[str, str], path: str) -> dict[str, bytes | None]:
+    """{name: the bytes of `path` at that experiment's revision}, read through DVC (git-tracked or in the DVC
     cache alike; "workspace" reads the working tree); None where the revision has no such file."""
     import dvc.api  # slow to import: only when comparing
     from dvc.exceptions import PathMissingError
 
-    counts: dict[str, np.ndarray | None] = {}
+    contents: dict[str, bytes | None] = {}
     for name, rev in revs.items():
-        source = f"{path}@{name}"
         try:
             with dvc.api.open(path, repo=str(repo), rev=None if rev == "workspace" else rev, mode="rb") as handle:
-                data = handle.read()
+                contents[name] = handle.read()
         except (FileNotFoundError, PathMissingError):
-            counts[name] = None
-            continue
+            contents[name] = None
+    return contents
+
+
+def read_per_image_counts(repo: Path, revs: dict[str, str], path: str) -> dict[str, np.ndarray | None]:
+    """{name: per_image_counts.npy of that experiment}; None where the revision has no such file."""
+    counts: dict[str, np.ndarray | None] = {}
+    for name, data in _read_at_revs(repo, revs, path).items():
         try:
-            counts[name] = read_counts_array(data, source)
+            counts[name] = None if data is None else read_counts_array(data, f"{path}@{name}")
         except ValueError as error:
             raise CitypipeError(str(error)) from None
     return counts
+
+
+def read_class_metrics(repo: Path, revs: dict[str, str], path: str) -> dict[str, dict[str, Any]]:
+    """{name: evaluate's per-class tables (metrics/eval_classes.json) of that experiment}, {} where the revision
+    has none. They are a plain output, not a DVC metric (DVC's tables stay at the headline numbers), so they
+    are read at each revision rather than from `dvc exp show`."""
+    tables: dict[str, dict[str, Any]] = {}
+    for name, data in _read_at_revs(repo, revs, path).items():
+        if data is None:
+            tables[name] = {}
+            continue
+        try:
+            content = json.loads(data)
+        except ValueError as error:
+            raise CitypipeError(f"{path}@{name}: not JSON ({error})") from None
+        if not isinstance(content, dict):
+            raise CitypipeError(f"{path}@{name}: expected a JSON object of per-class tables, got {type(content).__name__}")
+        tables[name] = content
+    return tables

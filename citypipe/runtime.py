@@ -26,6 +26,14 @@ class Runtime:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
+    def describe(self, processes: int = 1) -> str:
+        """For a log header: 'cpu (2 threads)', 'cuda (NVIDIA H200, bf16) x 4 processes'."""
+        if self.device.type == "cuda":
+            kind = f"cuda ({torch.cuda.get_device_name(self.device)}, {str(self.amp_dtype or 'fp32').removeprefix('torch.')})"
+        else:
+            kind = f"{self.device.type} ({torch.get_num_threads()} threads)"
+        return kind + (f" x {processes} processes" if processes > 1 else "")
+
 
 def resolve_device(kind: str, local_rank: int = 0) -> torch.device:
     """auto: cuda > mps > cpu. Asking for a device that is not there is an error, not a fallback."""

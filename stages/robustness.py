@@ -2,7 +2,8 @@
 
 Reads the checkpoint (inference.checkpoint: best or last) and the trainId cache; scores the frames clean and
 under every (corruption, severity) of params.yaml's `robustness` section, made on the fly in the loader's
-workers; writes the summary (--metrics) and the table behind the mIoU-against-severity plot (--curves).
+workers; writes the headline numbers (--metrics), the per-corruption table (--corruptions) and the table
+behind the mIoU-against-severity plot (--curves).
 Predicts as params.yaml's `inference` says.
 """
 from pathlib import Path
@@ -24,19 +25,23 @@ from citypipe.command_line import (
 @data_root_option
 @checkpoints_option
 @cache_option
-@click.option("--metrics", required=True, type=click.Path(dir_okay=False), help="mIoU per corruption and severity (written).")
+@click.option("--metrics", required=True, type=click.Path(dir_okay=False),
+              help="Clean and mean corrupted mIoU and their ratio (written).")
+@click.option("--corruptions", required=True, type=click.Path(dir_okay=False),
+              help="The whole summary: also per corruption its mIoU per severity, mean and ratio to clean (written).")
 @click.option("--curves", required=True, type=click.Path(dir_okay=False),
               help="The plot's table: mIoU against severity, a line per corruption (written).")
 @reports_errors
-def main(params_path: str, data_root: str, checkpoints: str, cache: str, metrics: str, curves: str) -> None:
+def main(params_path: str, data_root: str, checkpoints: str, cache: str, metrics: str, corruptions: str,
+         curves: str) -> None:
     from citypipe.params import load_params
     from citypipe.robustness.evaluate import RobustnessPaths, robustness_checkpoint
     from citypipe.runtime import pin_cpu_numerics
 
     p = load_params(params_path, {"data.root": data_root})
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
-    paths = RobustnessPaths(Path(cache), Path(checkpoints), Path(metrics), Path(curves))
-    with stage_outputs(metrics, curves, memory={"": "inference.size or inference.batch_size"}):
+    paths = RobustnessPaths(Path(cache), Path(checkpoints), Path(metrics), Path(curves), Path(corruptions))
+    with stage_outputs(metrics, corruptions, curves, memory={"": "inference.size or inference.batch_size"}):
         scores = robustness_checkpoint(p.data, p.inference, p.robustness, p.device, paths)
     click.echo(f"robustness: clean mIoU {scores['miou_clean']:.4f}, corrupted {scores['miou_corrupted']:.4f} "
                f"(ratio {scores['ratio']:.3f}) over {scores['num_sets']} sets of {scores['num_frames']} frames")

@@ -119,8 +119,9 @@ STAGE = """
 import json, yaml
 import numpy as np
 lr = yaml.safe_load(open("params.yaml"))["train"]["lr"]
-json.dump({"miou": 0.5 + lr, "pixel_acc": 0.9, "iiou": 0.3, "miou_ci95_low": 0.49 + lr, "miou_ci95_high": 0.51 + lr,
-           "class_iou": {"road": 0.9, "car": 0.2 + 3 * lr}}, open("eval.json", "w"))
+json.dump({"miou": 0.5 + lr, "pixel_acc": 0.9, "iiou": 0.3, "miou_ci95_low": 0.49 + lr, "miou_ci95_high": 0.51 + lr},
+          open("eval.json", "w"))
+json.dump({"class_iou": {"road": 0.9, "car": 0.2 + 3 * lr}}, open("classes.json", "w"))  # a plain output, as in dvc.yaml
 # per-image counts: 6 frames, errors shrinking with lr (the seed changes nothing)
 counts = np.zeros(6, dtype=[("frame_id", "<U8"), ("confusion", "<i8", (19, 19)), ("boundary_intersection", "<i8", (19,)),
                             ("boundary_union", "<i8", (19,))])
@@ -144,7 +145,8 @@ def test_compare_command_on_a_real_dvc_repo(tmp_path):
     (tmp_path / "stage.py").write_text(STAGE)
     (tmp_path / "dvc.yaml").write_text("stages:\n  evaluate:\n    cmd: python stage.py\n    deps: [stage.py]\n"
                                        "    params: [train]\n    metrics:\n      - eval.json:\n          cache: false\n"
-                                       "    outs:\n      - counts.npy:\n          cache: false\n")
+                                       "    outs:\n      - counts.npy:\n          cache: false\n"
+                                       "      - classes.json:\n          cache: false\n")
     run("git", "init", "-q", "-b", "main")
     run(sys.executable, "-m", "dvc", "init", "-q")
     run(sys.executable, "-m", "dvc", "repro", "-q")
@@ -153,7 +155,7 @@ def test_compare_command_on_a_real_dvc_repo(tmp_path):
     run(sys.executable, "-m", "dvc", "exp", "run", "-q", "-S", "train.lr=0.05", "-n", "lr05")
     run(sys.executable, "-m", "dvc", "exp", "run", "-q", "-S", "train.lr=0.02", "-S", "train.seed=1", "-n", "seed1")
     result = CliRunner().invoke(main, ["compare", "--repo", str(tmp_path), "--top-classes", "1", "--metrics", "eval.json",
-                                       "--per-image-counts", "counts.npy", "--resamples", "100"])
+                                       "--class-metrics", "classes.json", "--per-image-counts", "counts.npy", "--resamples", "100"])
     assert result.exit_code == 0, result.output
     rows = result.output.splitlines()
     assert rows[2].split()[:5] == ["main", "0.02", "0", "0.5200", "-"]  # HEAD's commit is the default baseline

@@ -250,15 +250,16 @@ def test_evaluate_amp_decides_whether_prediction_runs_under_autocast(amp):
     assert seen == [amp]
 
 
-def test_split_headline_keeps_numbers_and_intervals_apart_from_the_class_tables():
+def test_split_headline_keeps_the_headline_numbers_apart_from_the_rest():
     from citypipe.evaluation.scores import split_headline
 
-    scores = {"pixel_acc": 0.8, "miou": 0.25, "miou_ci95": [0.2, 0.3], "num_images": 15,
-              "class_iou": {"road": 0.9}, "category_iou": {"flat": 0.95}}
-    headline, tables = split_headline(scores)
-    assert headline == {"pixel_acc": 0.8, "miou": 0.25, "miou_ci95": [0.2, 0.3], "num_images": 15}
-    assert tables == {"class_iou": {"road": 0.9}, "category_iou": {"flat": 0.95}}
-    assert {**headline, **tables} == scores
+    scores = {"pixel_acc": 0.8, "mean_acc": 0.4, "miou": 0.25, "miou_ci95_low": 0.2, "miou_ci95_high": 0.3,
+              "pixel_acc_ci95_low": 0.7, "num_images": 15, "class_iou": {"road": 0.9}, "category_iou": {"flat": 0.95}}
+    headline, rest = split_headline(scores)
+    # mIoU first: `dvc metrics show` prints keys in the file's order
+    assert list(headline) == ["miou", "miou_ci95_low", "miou_ci95_high", "pixel_acc", "num_images"]
+    assert rest == {"mean_acc": 0.4, "pixel_acc_ci95_low": 0.7, "class_iou": {"road": 0.9}, "category_iou": {"flat": 0.95}}
+    assert {**headline, **rest} == scores
 
 
 def test_per_image_matrices_add_up_to_the_split_matrix():

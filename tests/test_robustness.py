@@ -2,6 +2,7 @@
 number of DataLoader workers."""
 from __future__ import annotations
 
+import json
 import math
 import typing
 from pathlib import Path
@@ -9,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from citypipe.corruptions.corrupt import CORRUPTIONS, corrupt
 from citypipe.data import layout
 from citypipe.data.dataset import EvalFrames
 from citypipe.evaluation.evaluate import evaluate
 from citypipe.evaluation.scores import compute_scores
 from citypipe.params import CorruptionName, RobustnessParams, load_params
 from citypipe.prediction.predictor import Predictor, checkpoint_file, frame_loader
-from citypipe.corruptions.corrupt import CORRUPTIONS, corrupt
 from citypipe.robustness.dataset import CLEAN, CorruptedFrames, spread_frames
 from citypipe.robustness.evaluate import RobustnessPaths, corruption_sets, curves_csv, robustness_checkpoint, summary
 from citypipe.runtime import runtime_for
@@ -74,10 +75,14 @@ def test_stage_bytes_do_not_depend_on_workers_and_clean_is_evaluates_miou(synth_
     for workers in (0, 2):
         p = params(synth_root, **{"robustness.workers": workers})
         out = tmp_path / f"w{workers}"
-        paths = RobustnessPaths(prepared[0], trained_checkpoint.parent, out / "robustness.json", out / "curves.csv")
+        paths = RobustnessPaths(prepared[0], trained_checkpoint.parent, out / "robustness.json", out / "curves.csv",
+                                out / "corruptions.json")
         scores = robustness_checkpoint(p.data, p.inference, p.robustness, p.device, paths)
-        written[workers] = (paths.metrics.read_bytes(), paths.curves.read_bytes())
+        written[workers] = (paths.metrics.read_bytes(), paths.curves.read_bytes(), paths.corruptions.read_bytes())
     assert written[0] == written[2]
+    # DVC's metrics file holds the headline numbers only; the whole summary is its own file
+    assert list(json.loads(written[0][0])) == ["miou_clean", "miou_corrupted", "ratio"]
+    assert json.loads(written[0][2]) == scores
     assert set(scores["corruptions"]) == {"fog", "gaussian_noise", "motion_blur"}
     assert list(scores["corruptions"]["gaussian_noise"]["miou"]) == ["3"]
     assert scores["num_frames"] == 4 and scores["num_sets"] == 5

@@ -1,8 +1,9 @@
 import json
+from datetime import datetime, timezone
 
 import pytest
 
-from citypipe.training.outputs import TrainLog, live_name
+from citypipe.training.outputs import TrainLog, eta_seconds, live_name, params_hash, run_header, text_line
 
 
 def _history(epochs: int) -> list[dict]:
@@ -49,7 +50,7 @@ def test_epochs_go_to_dvclive_without_timings_and_timings_to_the_text_log(tmp_pa
     assert summary["step"] == 4 and summary["val"] == {"miou": 0.133333, "pixel_acc": 0.54, "best_miou": 0.13333,
                                                        "best_epoch": 4}
     text = (tmp_path / "logs" / "train.log").read_text().splitlines()
-    assert text[0] == "epoch 1  loss 1.12346  lr 0.0184615  seconds 1.5  images_per_second 41"
+    assert text[0].startswith("== run ") and text[1] == "epoch 1  loss 1.12346  lr 0.0184615  seconds 1.5  images_per_second 41"
 
 
 def test_metrics_json_is_rewritten_every_epoch(tmp_path):
@@ -75,3 +76,34 @@ def test_a_fresh_run_clears_the_previous_runs_files(tmp_path):
     _train(tmp_path / "old", _history(2))
     _train(tmp_path / "new", _history(2))
     assert _files(tmp_path / "old" / "dvclive") == _files(tmp_path / "new" / "dvclive")
+
+
+def test_the_text_log_appends_each_run_under_its_own_header(tmp_path):
+    now = datetime(2026, 12, 3, 7, 30, 5, tzinfo=timezone.utc)
+    first = run_header("3148c12", "a" * 12, "cpu (2 threads)", None, now)
+    assert first == "== run 2026-12-03T07:30:05Z  commit 3148c12  params aaaaaaaaaaaa  device cpu (2 threads)  from scratch"
+    TrainLog(tmp_path / "dvclive", tmp_path / "train.log", [], first).log_epoch(_history(1)[0])
+    second = run_header("3148c12-dirty", "b" * 12, "cpu (2 threads)", 1, now)
+    TrainLog(tmp_path / "dvclive", tmp_path / "train.log", _history(1), second).log_epoch(_history(2)[1])
+    lines = (tmp_path / "train.log").read_text().splitlines()
+    assert lines[0] == first and lines[1].startswith("epoch 1 ")  # the first run's lines are kept
+    assert lines[2].endswith("resumed after epoch 1") and lines[3].startswith("epoch 2 ")
+
+
+def test_epoch_lines_carry_elapsed_time_and_eta_but_dvclive_does_not():
+    assert eta_seconds(elapsed=90.0, epochs_run=3, epochs_left=2) == 60.0
+    assert eta_seconds(elapsed=0.0, epochs_run=0, epochs_left=5) == 0.0
+    row = {"epoch": 3, "loss": 0.5, "elapsed_seconds": 90.0, "eta_seconds": 60.0}
+    assert text_line(row) == "epoch 3  loss 0.5  elapsed_seconds 90  eta_seconds 60"
+
+
+def test_epoch_progress_never_reaches_dvclive(tmp_path):
+    log = TrainLog(tmp_path / "dvclive", tmp_path / "train.log", [])
+    log.log_epoch({**_history(1)[0], "elapsed_seconds": 12.0, "eta_seconds": 60.0})
+    assert b"eta" not in (tmp_path / "dvclive" / "metrics.json").read_bytes()
+    assert not list((tmp_path / "dvclive").rglob("*eta*"))
+
+
+def test_params_hash_follows_the_params():
+    assert params_hash({"train": {"lr": 0.02}}) == params_hash({"train": {"lr": 0.02}})
+    assert params_hash({"train": {"lr": 0.02}}) != params_hash({"train": {"lr": 0.05}})

@@ -1,6 +1,6 @@
 """docs/class_shares.png: CitySynth's per-class pixel shares beside the real Cityscapes ones.
 
-    python tools/class_share_figure.py data/citysynth ../shared/reference/cityscapes_pixel_share.csv
+    python tools/class_share_figure.py data/citysynth docs/reference/cityscapes_pixel_share.csv OUT.png
 """
 import csv
 import sys
@@ -16,7 +16,7 @@ from PIL import Image  # noqa: E402
 from citypipe.labels import evaluated_labels  # noqa: E402
 
 
-def main(root: str, reference_csv: str) -> None:
+def main(root: str, reference_csv: str, out: str = "docs/class_shares.png") -> None:
     counts = np.zeros(256, np.int64)
     for path in Path(root, "gtFine").glob("[tv]*/*/*_gtFine_labelIds.png"):
         counts += np.bincount(np.asarray(Image.open(path)).ravel(), minlength=256)
@@ -36,10 +36,10 @@ def main(root: str, reference_csv: str) -> None:
     axes.set_xlabel("share of all pixels (%), log scale")
     axes.legend(loc="lower right")
     axes.set_title("Class pixel shares: CitySynth vs Cityscapes")
-    figure.savefig("docs/class_shares.png", dpi=100, bbox_inches="tight")
+    figure.savefig(out, dpi=100, bbox_inches="tight")
     for l in labels:
         print(f"{l.name:14s} real {real[l.name]:7.3f}%  citysynth {ours[l.id]:7.3f}%")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

@@ -44,5 +44,7 @@ def evaluate_deployed(data: DataParams, inference: InferenceParams, evaluate_par
             scores[f"onnx_{precision}_{key}"] = result[key]
             if isinstance(scores[f"pytorch_{key}"], float):
                 scores[f"onnx_{precision}_{key}_change"] = result[key] - scores[f"pytorch_{key}"]
-    write_json(paths.metrics, scores)
+    # DVC's metric: per precision its mIoU and change from PyTorch's (`dvc metrics show` columns fp32.miou, ...)
+    write_json(paths.metrics, {precision: {key: scores[f"onnx_{precision}_{key}"] for key in ("miou", "miou_change")
+                                           if f"onnx_{precision}_{key}" in scores} for precision in paths.models})
     return scores

@@ -27,7 +27,7 @@ class EvaluatePaths:
     cache: Path  # prepare-labels' trainId cache
     checkpoints: Path  # the train stage's folder: best.pt / last.pt, as inference.checkpoint says
     metrics: Path  # metrics/eval.json: the headline numbers with their bootstrap intervals
-    class_metrics: Path  # metrics/eval_classes.json: per-class and per-category IoU / iIoU
+    class_metrics: Path  # metrics/eval_classes.json: per-class and per-category IoU / iIoU, the secondary numbers
     plots: Path  # class_iou.csv, confusion_matrix.csv; trimap_miou.csv, instance_recall.csv, per_image_counts.npy
     per_image: Path  # metrics/per_image.csv: each frame's scores
 
@@ -96,7 +96,7 @@ def evaluate_checkpoint(data: DataParams, inference: InferenceParams, evaluate_p
     scores["num_images"] = len(samples)
     per_image = torch.stack(cm.per_update).cpu().numpy()  # (N, 19, 19)
     scores.update(bootstrap_intervals(per_image, evaluate_params.bootstrap_resamples, evaluate_params.bootstrap_seed))
-    counts = analysis.result()  # boundary mIoU and its interval (eval.json); class tables (eval_classes.json)
+    counts = analysis.result()  # boundary mIoU (eval.json), its interval and class tables (eval_classes.json)
     scores.update(analysis_headline(counts, evaluate_params.bootstrap_resamples, evaluate_params.bootstrap_seed))
     scores.update(analysis_tables(counts))
     headline, tables = split_headline(scores)

@@ -70,10 +70,14 @@ def compute_scores(cm: ConfusionMatrix) -> dict:
     }
 
 
+# metrics/eval.json, DVC's metric: what `dvc metrics show` / `diff` and `dvc exp show` print, kept to the numbers a
+# reader compares runs by, so those tables stay narrow (each key is a column of `dvc metrics show`)
+HEADLINE = ("miou", "miou_ci95_low", "miou_ci95_high", "pixel_acc", "iiou", "boundary_miou", "num_images")
+
+
 def split_headline(scores: dict) -> tuple[dict, dict]:
-    """compute_scores' dict -> (headline numbers, per-class and per-category tables), for metrics/eval.json and
-    metrics/eval_classes.json: `dvc metrics diff` sorts by file, then key, so mIoU and pixel accuracy come first
-    instead of after ~40 class_iou.* rows. Intervals (miou_ci95_low / _high) stay with their number."""
-    headline = {key: value for key, value in scores.items() if not isinstance(value, dict)}
-    tables = {key: value for key, value in scores.items() if isinstance(value, dict)}
-    return headline, tables
+    """evaluate's scores -> (the HEADLINE numbers, for metrics/eval.json; the rest, for metrics/eval_classes.json:
+    the per-class and per-category tables, mean class accuracy, fwIoU, and the other intervals)."""
+    headline = {key: scores[key] for key in HEADLINE if key in scores}
+    rest = {key: value for key, value in scores.items() if key not in headline}
+    return headline, rest

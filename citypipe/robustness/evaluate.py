@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from citypipe.atomic import write_json, write_text
+from citypipe.corruptions.corrupt import CORRUPTIONS
 from citypipe.data import layout
 from citypipe.data.dataset import EvalFrames
 from citypipe.errors import CitypipeError
@@ -16,11 +17,11 @@ from citypipe.evaluation.confusion import ConfusionMatrix
 from citypipe.evaluation.scores import compute_scores
 from citypipe.params import DataParams, DeviceParams, InferenceParams, RobustnessParams
 from citypipe.prediction.predictor import Predictor, checkpoint_file
-from citypipe.corruptions.corrupt import CORRUPTIONS
 from citypipe.robustness.dataset import CLEAN, CorruptedFrames, spread_frames
 from citypipe.runtime import runtime_for
 
 FAMILIES = ("blur", "noise", "digital", "weather")
+HEADLINE = ("miou_clean", "miou_corrupted", "ratio")  # metrics/robustness.json, DVC's metric
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class RobustnessPaths:
     checkpoints: Path  # the train stage's folder: best.pt or last.pt as inference.checkpoint says
     metrics: Path  # metrics/robustness.json
     curves: Path  # plots/robustness/miou_by_severity.csv
+    corruptions: Path  # plots/robustness/corruptions.json: the whole summary with the per-corruption table (a plain output)
 
 
 def corruption_sets(robustness: RobustnessParams) -> list[tuple[str, int]]:
@@ -88,6 +90,8 @@ def robustness_checkpoint(data: DataParams, inference: InferenceParams, robustne
                         pin_memory=runtime.device.type == "cuda", generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         scores = summary(sets, score_sets(predictor, loader, len(sets)), len(samples))
-    write_json(paths.metrics, scores)
+    # DVC's metrics keep the headline numbers; the per-corruption table would add 24 columns to `dvc metrics show`
+    write_json(paths.metrics, {key: scores[key] for key in HEADLINE})
+    write_json(paths.corruptions, scores)
     write_text(paths.curves, curves_csv(scores))
     return scores

@@ -89,7 +89,7 @@ def train_one_epoch(setup: TrainingSetup, epoch: int, state: TrainState) -> dict
     started = time.perf_counter()
     steps_per_epoch = len(setup.loader) // accum
     # a bar on a terminal only (disable=None): logs (dvc queue logs, CI) get the per-epoch line instead
-    progress = tqdm(total=steps_per_epoch * accum, desc=f"epoch {epoch + 1}", unit="batch",
+    progress = tqdm(total=steps_per_epoch * accum, desc=f"epoch {epoch + 1}/{setup.config.epochs}", unit="batch",
                     disable=None if dist_info.is_main else True, leave=False)
     for step, (images, labels) in enumerate(setup.loader):
         if step >= steps_per_epoch * accum:

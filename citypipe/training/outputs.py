@@ -1,12 +1,18 @@
 """What the train stage writes besides checkpoints: per-epoch metrics and series (DVCLive), and a text log."""
 from __future__ import annotations
 
+import hashlib
+import json
+import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 # vary run to run: the text log and progress bar only, never DVC. first_step_seconds: the epoch's first
 # step, the device waited for (with device.compile, epoch 1's holds the compiling); steady_images_per_second:
 # the steps after it, so whether compiling paid is read off one log line.
 TIMINGS = ("seconds", "images_per_second", "first_step_seconds", "steady_images_per_second")
+# the run so far (training and validation) and the time its remaining epochs will take at this run's pace
+PROGRESS = ("elapsed_seconds", "eta_seconds")
 
 
 def live_name(key: str) -> str:
@@ -19,6 +25,34 @@ def live_name(key: str) -> str:
 
 def _six_digits(value: float) -> float:
     return float(f"{float(value):.6g}")  # as the TSVs always had it: diffs and `dvc exp show` stay readable
+
+
+def params_hash(run_params: dict) -> str:
+    """12 hex digits of the sha256 of the run's params (as the checkpoint records them): two log headers with
+    the same hash trained with the same settings and inputs."""
+    return hashlib.sha256(json.dumps(run_params, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def git_commit(folder: Path) -> str:
+    """`git describe --always --dirty` of the repository holding `folder`; 'unknown' outside one."""
+    try:
+        result = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=folder, capture_output=True,
+                                text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else "unknown"
+
+
+def run_header(commit: str, params_digest: str, device: str, resumed_after: int | None, now: datetime) -> str:
+    """One line that opens each run in logs/train.log (the log appends, run after run)."""
+    start = f"resumed after epoch {resumed_after}" if resumed_after is not None else "from scratch"
+    return (f"== run {now.astimezone(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}  commit {commit}  "
+            f"params {params_digest}  device {device}  {start}")
+
+
+def eta_seconds(elapsed: float, epochs_run: int, epochs_left: int) -> float:
+    """The remaining epochs at the mean pace of the epochs this process ran (validation included)."""
+    return elapsed / max(1, epochs_run) * epochs_left
 
 
 def text_line(row: dict) -> str:
@@ -36,22 +70,24 @@ class TrainLog:
     an epoch that was logged but not checkpointed, and logs step 0 twice after a one-epoch run).
     """
 
-    def __init__(self, live_dir: Path, text_log: Path, history: list[dict] = ()):
+    def __init__(self, live_dir: Path, text_log: Path, history: list[dict] = (), header: str | None = None):
         from dvclive import Live  # imports DVC: only where training runs
 
         self._live = Live(dir=str(live_dir), resume=False, report=None, save_dvc_exp=False, dvcyaml=None)
         self._text_log = Path(text_log)
         self._text_log.parent.mkdir(parents=True, exist_ok=True)
-        with self._text_log.open("a" if history else "w") as log:
-            if history:
-                log.write(f"resumed after epoch {history[-1]['epoch']}\n")
+        with self._text_log.open("a") as log:  # appends: earlier runs' lines stay, each under its header
+            if header is None:
+                resumed = history[-1]["epoch"] if history else None
+                header = run_header("unknown", "unknown", "unknown", resumed, datetime.now(timezone.utc))
+            log.write(header + "\n")
         for row in history:
             self._log_live(row)
 
     def _log_live(self, row: dict) -> None:
         self._live.step = int(row["epoch"])
         for key, value in row.items():
-            if key != "epoch" and key not in TIMINGS:
+            if key != "epoch" and key not in TIMINGS + PROGRESS:
                 self._live.log_metric(live_name(key), _six_digits(value))
         self._live.next_step()  # writes metrics.json and the step's rows
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
 
@@ -35,7 +37,7 @@ from citypipe.training.distributed import DistInfo, barrier, init_distributed
 from citypipe.training.loop import LoopConfig, TrainingSetup, TrainState, fit
 from citypipe.training.losses import SegmentationLoss
 from citypipe.training.optim import build_optimizer
-from citypipe.training.outputs import TrainLog, text_line
+from citypipe.training.outputs import PROGRESS, TrainLog, eta_seconds, git_commit, params_hash, run_header, text_line
 from citypipe.training.resume import (
     finish_run,
     inference_checkpoint,
@@ -147,7 +149,13 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
     state = resume_state(paths.checkpoints, run_params, setup)
     predictor = Predictor(model, runtime, validation, amp=False)
     # a resumed run rebuilds DVCLive's files from the checkpoint's history (DVC removed them before the stage)
-    log = TrainLog(paths.live, paths.log, state.history) if dist_info.is_main else None
+    log = None
+    if dist_info.is_main:
+        resumed = state.history[-1]["epoch"] if state.history else None
+        header = run_header(git_commit(Path.cwd()), params_hash(run_params), runtime.describe(dist_info.world_size),
+                            resumed, datetime.now(timezone.utc))
+        log = TrainLog(paths.live, paths.log, state.history, header)
+    started, first_epoch = time.perf_counter(), state.epoch
 
     def validate() -> dict:
         return compute_scores(evaluate(predictor, loaders.val, dist_info.is_main))
@@ -157,7 +165,10 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
             if is_best:  # best first: a last.pt on disk never points to a best.pt that is not there yet
                 save_checkpoint(paths.checkpoints / "best.pt", inference_checkpoint(model, state, run_params))
             save_checkpoint(paths.checkpoints / "last.pt", training_checkpoint(setup, state, run_params))
-            row = {**state.history[-1], **timings}
+            elapsed = time.perf_counter() - started
+            progress = dict(zip(PROGRESS, (elapsed, eta_seconds(elapsed, state.epoch - first_epoch,
+                                                                setup.config.epochs - state.epoch))))
+            row = {**state.history[-1], **timings, **progress}
             log.log_epoch(row)
             print(f"train: {text_line(row)}", flush=True)
         barrier(dist_info)
