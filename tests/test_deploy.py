@@ -197,3 +197,9 @@ def test_bad_model_files_and_inputs_get_one_line_errors(exported, tmp_path):
                    np.zeros((3, 64, 64), np.uint8), np.zeros((1, 3, 0, 64), np.uint8)):
         message = _one_line_error(lambda: segmenter.logits(images))
         assert str(onnx_path) in message and ("uint8 RGB (N, 3, H, W)" in message or "cannot take" in message)
+
+
+def test_a_slide_scale_that_rounds_the_image_to_zero_pixels_is_one_line(exported, synth_root):
+    settings = DeployInference("slide", (64, 128), (64, 128), (32, 64), False, (1.0, 0.005))
+    with pytest.raises(CitypipeError, match=r"^inference.scales 0.005: a 64x128 image would be 0x1 pixels"):
+        OnnxSegmenter(exported[0], 2).predict(_val_images(synth_root)[:1], settings)

@@ -208,3 +208,12 @@ def test_a_batch_is_predicted_image_by_image():
     for i in range(2):
         np.testing.assert_array_equal(batch[i].numpy(), predict(PositionModel().eval(), torch.from_numpy(images[i:i + 1]),
                                                                 config, K)[0].numpy())
+
+
+def test_a_slide_scale_that_rounds_the_image_to_zero_pixels_is_one_line_naming_the_scale():
+    from citypipe.errors import CitypipeError
+
+    image = torch.from_numpy(image_of(20, 30, seed=6)[None])
+    config = inference_config(**config_for(mode="slide", size=(16, 24), scales=(1.0, 0.02)))
+    with pytest.raises(CitypipeError, match=r"^inference.scales 0.02: a 20x30 image would be 0x1 pixels"):
+        predict(PositionModel().eval(), image, config, K)

@@ -175,6 +175,9 @@ class OnnxSegmenter:
                 size = (round(inference.size[0] * scale), round(inference.size[1] * scale))
             else:
                 size = (round(height * scale), round(width * scale))
+            if min(size) < 1:
+                raise CitypipeError(f"inference.scales {scale}: a {height}x{width} image would be {size[0]}x{size[1]} "
+                                    "pixels (expected scales that keep at least 1 pixel)")
             scaled = resize_image(images, size)
             if inference.mode == "whole":
                 out = self._forward(scaled, inference.flip)

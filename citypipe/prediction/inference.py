@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from citypipe.data.dataset import normalize
+from citypipe.errors import CitypipeError
 from citypipe.params import InferenceParams
 
 
@@ -75,6 +76,9 @@ def predict(network: nn.Module, images: torch.Tensor, config: InferenceConfig, n
             size = (round(config.size[0] * scale), round(config.size[1] * scale))
         else:
             size = (round(height * scale), round(width * scale))
+        if min(size) < 1:  # whole mode is checked at params load; in slide the image's size is known only here
+            raise CitypipeError(f"inference.scales {scale}: a {height}x{width} image would be {size[0]}x{size[1]} "
+                                "pixels (expected scales that keep at least 1 pixel)")
         scaled = x if size == (height, width) else F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
         with autocast:
             if config.mode == "whole":
