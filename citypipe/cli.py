@@ -9,7 +9,7 @@ import click
 
 from citypipe.command_line import params_option, reports_errors
 from citypipe.errors import CitypipeError, first_line
-from citypipe.params import check_plain_name
+from citypipe.params import Params, check_plain_name
 
 POSITIVE = click.IntRange(min=1)
 
@@ -47,6 +47,30 @@ def _scales(ctx, param, values: tuple[str, ...]) -> tuple[float, ...] | None:
     return scales or None
 
 
+DEFAULT = click.core.ParameterSource.DEFAULT
+
+
+def check_onnx_options(checkpoint_source, amp: bool, device_type: str | None) -> None:
+    """--onnx replaces the checkpoint and PyTorch: options of those are mistakes, said in one line."""
+    if checkpoint_source != DEFAULT:
+        raise CitypipeError("give --checkpoint or --onnx, not both (--onnx predicts with the exported model alone)")
+    if amp:
+        raise CitypipeError("--amp is PyTorch's autocast; --onnx runs the model in the precision it was exported "
+                            "in (model.onnx fp32, model_int8.onnx int8)")
+    if device_type in ("cuda", "mps"):
+        raise CitypipeError(f"--device {device_type}: --onnx runs on the CPU (onnxruntime's CPU provider)")
+
+
+def infer_params(params_path: str, device_type: str | None, optional: bool) -> Params | None:
+    """--params' Params (device.type overridden by --device); None when `optional` (--onnx with the default
+    --params) and the file is not there: a deploy machine may have only the model."""
+    from citypipe.params import load_params
+
+    if optional and not Path(params_path).exists():
+        return None
+    return load_params(params_path, {"device.type": device_type} if device_type else None)
+
+
 @main.command(short_help="Segment images, a folder or a split; write overlays and masks.")
 @click.argument("image", required=False, type=click.Path(path_type=Path))
 @click.option("--split", default=None, help="Segment DATA_ROOT/leftImg8bit/SPLIT (all cities) instead of IMAGE.")
@@ -55,21 +79,29 @@ def _scales(ctx, param, values: tuple[str, ...]) -> tuple[float, ...] | None:
 @params_option
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=Path("checkpoints/best.pt"), show_default=True,
               help="The trained model (the train stage writes checkpoints/best.pt and last.pt).")
+@click.option("--onnx", "onnx_path", type=click.Path(path_type=Path), default=None,
+              help="Predict with an exported model instead of --checkpoint (models/model.onnx or model_int8.onnx), "
+                   "on the CPU through the deployment runtime, as evaluate-onnx scores it. The file alone "
+                   "suffices: --params is read only if given or present.")
 @click.option("--output", required=True, type=click.Path(path_type=Path),
               help="Overlay PNG for one image; a folder (mirroring the input's sub-folders) for a folder or a split.")
 @click.option("--mode", type=click.Choice(["whole", "slide"]), default=None, help="Default: whole.")
 @click.option("--size", type=(POSITIVE, POSITIVE), default=None,
-              help="Network input size H W in whole mode (default: the size the checkpoint was validated at).")
+              help="Network input size H W in whole mode (default: the size the checkpoint was validated at; "
+                   "with --onnx the model's input_size).")
 @click.option("--crop-size", type=(POSITIVE, POSITIVE), default=None,
-              help="Slide window H W at the image's resolution (default: the checkpoint's train.crop_size).")
+              help="Slide window H W at the image's resolution (default: the model's train.crop_size).")
 @click.option("--stride", type=(POSITIVE, POSITIVE), default=None, help="Slide stride H W (default: 2/3 of the window).")
 @click.option("--flip/--no-flip", default=None, help="Average with the horizontally flipped image (default: no).")
 @click.option("--scales", multiple=True, callback=_scales, help="Multi-scale averaging, e.g. 0.75,1.0,1.25 (default: 1.0).")
-@click.option("--amp", is_flag=True, help="Predict under device.amp's autocast on CUDA (faster); by default in fp32, as evaluate scores.")
+@click.option("--amp", is_flag=True,
+              help="Predict under device.amp's autocast on CUDA (faster); by default in fp32, as evaluate scores. "
+                   "Not with --onnx.")
 @click.option("--mask", type=click.Choice(["none", "trainids", "labelids"]), default="none", show_default=True,
               help="Also write the mask next to the overlay (*_trainIds.png / *_labelIds.png).")
 @click.option("--device", "device_type", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None,
-              help="Override device.type of --params (whose device section is used).")
+              help="Override device.type of --params (whose device section is used; --onnx runs on the CPU "
+                   "with device.num_threads).")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
 @click.option("--corrupt", "corrupt_spec", default=None, metavar="NAME:SEVERITY",
               help="Segment the image under a Cityscapes-C corruption, e.g. fog:3 (the overlay shows the corrupted "
@@ -77,28 +109,39 @@ def _scales(ctx, param, values: tuple[str, ...]) -> tuple[float, ...] | None:
 @click.option("--corrupt-seed", type=int, default=0, show_default=True,
               help="With --corrupt: the robustness stage's robustness.seed, to see the stage's own pixels.")
 @reports_errors
-def infer(image, split, data_root, params_path, checkpoint, output, mode, size, crop_size, stride, flip, scales, amp,
-          mask, device_type, alpha, corrupt_spec, corrupt_seed) -> None:
+def infer(image, split, data_root, params_path, checkpoint, onnx_path, output, mode, size, crop_size, stride, flip,
+          scales, amp, mask, device_type, alpha, corrupt_spec, corrupt_seed) -> None:
     """Segment IMAGE (a file, or a folder searched recursively) or --split; write overlays with a legend.
 
-    Test-time settings default to those the checkpoint was validated with; the options override them.
+    Predicts with --checkpoint, or with an exported model (--onnx). Test-time settings default to those
+    the model records (a checkpoint: the size it was validated at and its training crop; an ONNX model:
+    its metadata's input_size and training scale); the options override them.
     """
     if (image is None) == (split is None):
         raise CitypipeError("give either IMAGE or --split NAME")
-    from citypipe.params import load_params
-
-    params = load_params(params_path, {"device.type": device_type} if device_type else None)
+    source = click.get_current_context().get_parameter_source
+    if onnx_path is not None:
+        check_onnx_options(source("checkpoint"), amp, device_type)
+    params = infer_params(params_path, device_type, onnx_path is not None and source("params_path") == DEFAULT)
     if split is not None:
         check_plain_name("--split", split)
+        if data_root is None and params is None:
+            raise CitypipeError(f"--split {split}: give --data-root (no {params_path} to read data.root from)")
         image = (data_root or Path(params.data.root)) / "leftImg8bit" / split
         if not image.is_dir():
             raise CitypipeError(f"--split {split}: no folder {image}")
+    from functools import partial
+
     from citypipe.corruptions.corrupt import parse_corruption
-    from citypipe.infer import InferOptions, infer_images
+    from citypipe.infer import InferOptions, checkpoint_model, infer_images, onnx_model
 
     corruption = parse_corruption(corrupt_spec) if corrupt_spec is not None else None
-    options = InferOptions(mode, size, crop_size, stride, flip, scales, amp, mask, alpha, corruption, corrupt_seed)
-    count = infer_images(image, output, checkpoint, params.device, options)
+    options = InferOptions(mode, size, crop_size, stride, flip, scales, mask, alpha, corruption, corrupt_seed)
+    if onnx_path is not None:
+        model = partial(onnx_model, onnx_path, params.device.num_threads if params is not None else 0)
+    else:
+        model = partial(checkpoint_model, checkpoint, params.device, amp)
+    count = infer_images(image, output, model, options)
     click.echo(f"infer: {count} image(s) -> {output}")
 
 

@@ -1,15 +1,18 @@
 """`citypipe infer`'s work: segment image files, a folder or a split, and write overlays and masks.
 
-Predicts through the one `Predictor`; the test-time settings default to those the checkpoint was
-validated with (whole images at train.val_size), so a model is never run at a scale it has not seen
-unless asked, and a size far from the training scale gets a warning.
+Predicts with a checkpoint through the one `Predictor`, or with an exported ONNX model through the
+deployment runtime (`OnnxSegmenter`, as the evaluate-onnx stage scores it). The test-time settings
+default to those the model records: a checkpoint's validation size and training crop, an ONNX model's
+input_size and the training scale export-onnx copied into its metadata; so a model is never run at a
+scale it has not seen unless asked, and a size far from the training scale gets a warning.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -17,6 +20,7 @@ import torch
 from citypipe.atomic import refuse_overwriting, write_png
 from citypipe.corruptions.corrupt import corrupt
 from citypipe.data.dataset import open_image
+from citypipe.deploy.runtime import DeployInference, OnnxSegmenter
 from citypipe.errors import CitypipeError, is_out_of_memory
 from citypipe.models.checkpoint import load_checkpoint, model_from_state
 from citypipe.params import DeviceParams, scale_to_zero, stride_leaves_gaps
@@ -32,7 +36,7 @@ FAR_FROM_TRAINING = 2.0  # warn when the network input is over 2x larger or smal
 
 @dataclass(frozen=True)
 class InferOptions:
-    """What the command line asked for; None = the checkpoint's own setting."""
+    """What the command line asked for; None = the model's own setting."""
 
     mode: str | None
     size: tuple[int, int] | None
@@ -40,7 +44,6 @@ class InferOptions:
     stride: tuple[int, int] | None
     flip: bool | None
     scales: tuple[float, ...] | None
-    amp: bool
     mask: str  # none | trainids | labelids
     alpha: float
     corruption: tuple[str, int] | None = None  # --corrupt NAME:SEVERITY: segment the Cityscapes-C version
@@ -84,11 +87,52 @@ def check_output(output: Path, many: bool) -> None:
         raise CitypipeError(f"--output {output}: is a file; give a folder for a folder of images")
 
 
-def inference_config(stored: dict[str, Any], options: InferOptions, image_size: tuple[int, int]) -> InferenceConfig:
-    """The checkpoint's validation settings (`stored`: its params), overridden by the options given.
+@dataclass(frozen=True)
+class Model:
+    """What infer predicts with: the settings the model records, in the shape of a checkpoint's stored params
+    ({"train": {"base_size", "crop_size"}, "validation": {"size"}}, any of them may be missing), and
+    predict((H, W, 3) uint8, config, source file) -> (H, W) uint8 trainIds."""
 
-    Slide windows default to the training crop, 2/3 of it apart (mmseg's overlap). A checkpoint that
-    records no settings (not written by the train stage) predicts at the image's own size.
+    stored: dict[str, Any]
+    predict: Callable[[np.ndarray, InferenceConfig, Path], np.ndarray]
+
+
+def checkpoint_model(checkpoint: Path, device: DeviceParams, amp: bool) -> Model:
+    """A checkpoint's network on params' device, predicting through `Predictor` (fp32 unless `amp`)."""
+    state = load_checkpoint(checkpoint)
+    runtime = runtime_for(device)
+    network = model_from_state(checkpoint, state, runtime.device, runtime.channels_last)
+    return Model(state.get("params") or {},
+                 lambda picture, config, source: predict_one(Predictor(network, runtime, config, amp), picture, source))
+
+
+def onnx_settings(metadata: dict[str, Any]) -> dict[str, Any]:
+    """An exported model's metadata as the settings a checkpoint stores: whole images at its input_size
+    (the size it was exported and verified at), its training scale where export-onnx recorded it (files
+    exported before it did have none: slide windows then default to input_size, and no scale warning)."""
+    train = metadata.get("train") or {}
+    return {"train": {key: train[key] for key in ("base_size", "crop_size") if train.get(key)},
+            "validation": {"size": metadata["input_size"]} if metadata.get("input_size") else {}}
+
+
+def onnx_model(path: Path, threads: int) -> Model:
+    """An exported model (model.onnx or model_int8.onnx), on the CPU through the deployment runtime; its
+    settings from the metadata inside the graph (model.json's content, so the file alone suffices)."""
+    segmenter = OnnxSegmenter(path, threads)
+
+    def predict(picture: np.ndarray, config: InferenceConfig, source: Path) -> np.ndarray:
+        images = np.ascontiguousarray(picture.transpose(2, 0, 1)[None])  # (1, 3, H, W) uint8
+        return segmenter.predict(images, DeployInference(**dataclasses.asdict(config)))[0]
+
+    return Model(onnx_settings(segmenter.metadata), predict)
+
+
+def inference_config(stored: dict[str, Any], options: InferOptions, image_size: tuple[int, int]) -> InferenceConfig:
+    """The model's validation settings (`stored`: a checkpoint's params, or onnx_settings), overridden by
+    the options given.
+
+    Slide windows default to the training crop, 2/3 of it apart (mmseg's overlap). A model that records
+    no settings (a checkpoint not written by the train stage) predicts at the image's own size.
     """
     train = stored.get("train", {})
     validated = stored.get("validation") or {}
@@ -106,7 +150,7 @@ def inference_config(stored: dict[str, Any], options: InferOptions, image_size: 
 
 def scale_warning(config: InferenceConfig, stored: dict[str, Any], image_size: tuple[int, int]) -> str | None:
     """A warning when the network would see images far (over 2x) from train.base_size, the only scale at
-    which it has seen objects; None when it is close or the checkpoint records no training size."""
+    which it has seen objects; None when it is close or the model records no training size."""
     base = stored.get("train", {}).get("base_size")
     if not base:
         return None
@@ -128,29 +172,27 @@ def check_scales(source: Path, config: InferenceConfig, image_size: tuple[int, i
                             f"{round(size[1] * bad)} pixels (expected scales that keep at least 1 pixel)")
 
 
-def infer_images(image: Path, output: Path, checkpoint: Path, device: DeviceParams, options: InferOptions) -> int:
-    """Segment `image` (a file, or a folder searched recursively); write overlays (and masks) under
-    `output`; returns the number of images."""
+def infer_images(image: Path, output: Path, load_model: Callable[[], Model], options: InferOptions) -> int:
+    """Segment `image` (a file, or a folder searched recursively) with the model `load_model` gives (called
+    once the inputs and outputs are checked); write overlays (and masks) under `output`; returns the
+    number of images."""
     base, inputs = image_files(image)
     many = image.is_dir()
     check_output(output, many)
     refuse_overwriting(inputs, [path for source in inputs for kind, path in output_files(output, base, source, many).items()
                                 if kind == "overlay" or kind.lower() == options.mask])
-    state = load_checkpoint(checkpoint)
-    stored = state.get("params") or {}
-    runtime = runtime_for(device)
-    network = model_from_state(checkpoint, state, runtime.device, runtime.channels_last)
+    model = load_model()
     warned = False
     for source in inputs:
         picture = corrupted(np.array(open_image(source)), options.corruption, options.corrupt_seed, source)  # (H, W, 3) uint8
-        config = inference_config(stored, options, picture.shape[:2])
+        config = inference_config(model.stored, options, picture.shape[:2])
         check_scales(source, config, picture.shape[:2])
         if not warned:
-            warning = scale_warning(config, stored, picture.shape[:2])
+            warning = scale_warning(config, model.stored, picture.shape[:2])
             if warning:
                 print(f"warning: {warning}", file=sys.stderr)
             warned = True
-        train_ids = predict_one(Predictor(network, runtime, config, options.amp), picture, source)
+        train_ids = model.predict(picture, config, source)
         targets = output_files(output, base, source, many)
         overlay_figure(picture, train_ids, options.alpha, source.name, targets["overlay"])
         if options.corruption is not None:  # what the network saw, beside the overlay

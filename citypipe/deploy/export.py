@@ -2,9 +2,9 @@
 
 The graph takes `image`: uint8 RGB (N, 3, H, W), normalises inside (data/dataset.py's `normalize`)
 and returns `logits`: float32 (N, K, H, W) at the input's size, with N, H and W dynamic. Everything a
-deployer needs (classes, colours, trainId->labelId, the network's input size, the checkpoint's
-sha256, the model config) is in model.json and, identically, in the graph's metadata, so the
-runtime can check a model file against a checkpoint without the JSON beside it.
+deployer needs (classes, colours, trainId->labelId, the network's input size, the training scale,
+the checkpoint's sha256, the model config) is in model.json and, identically, in the graph's
+metadata, so the runtime can check a model file against a checkpoint without the JSON beside it.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from citypipe.data.dataset import IMAGENET_MEAN, IMAGENET_STD, normalize, open_i
 from citypipe.deploy.runtime import METADATA_KEY, OnnxSegmenter, sha256_file
 from citypipe.errors import CitypipeError, first_line
 from citypipe.labels import IGNORE_INDEX, class_names, train_id_colors, train_id_to_label_id_lut
-from citypipe.models.checkpoint import load_model
+from citypipe.models.checkpoint import load_checkpoint, model_from_state
 from citypipe.models.deeplab import DeepLab, ModelConfig
 from citypipe.params import DataParams, DeployParams, Size
 
@@ -49,8 +49,17 @@ class ExportOnnxPaths:
     meta: Path  # models/model.json
 
 
-def model_metadata(config: ModelConfig, checkpoint: Path, input_size: Size, deploy: DeployParams) -> dict:
-    """model.json: what a deployer needs beside the graph. Nothing machine- or time-dependent (DVC hashes it)."""
+def training_scale(stored: dict) -> dict:
+    """The checkpoint's train.base_size and train.crop_size (those it records): `citypipe infer --onnx`
+    defaults slide windows to the crop and warns far from the base size, as it does for the checkpoint."""
+    train = stored.get("train") or {}
+    return {key: list(train[key]) for key in ("base_size", "crop_size") if train.get(key)}
+
+
+def model_metadata(config: ModelConfig, checkpoint: Path, input_size: Size, deploy: DeployParams,
+                   train: dict | None = None) -> dict:
+    """model.json: what a deployer needs beside the graph. Nothing machine- or time-dependent (DVC hashes it).
+    `train`: training_scale's dict of the checkpoint's stored params."""
     colors = train_id_colors()
     return {
         "format": "citypipe-onnx/1",
@@ -59,6 +68,7 @@ def model_metadata(config: ModelConfig, checkpoint: Path, input_size: Size, depl
                   "std": [round(s * 255, 6) for s in IMAGENET_STD]},
         "output": {"name": "logits", "dtype": "float32", "shape": ["N", config.num_classes, "H", "W"]},
         "input_size": list(input_size),  # (H, W) the network was set to predict at (whole mode)
+        "train": train or {},  # the training scale: base_size, crop_size (absent from files exported before it)
         "class_names": class_names(),
         "class_colors": [colors[i].tolist() for i in range(config.num_classes)],
         "train_id_to_label_id": train_id_to_label_id_lut()[:config.num_classes].tolist(),
@@ -151,8 +161,10 @@ def export_checkpoint_onnx(data: DataParams, deploy: DeployParams, input_size: S
                            paths: ExportOnnxPaths) -> dict:
     """The export-onnx stage: export, check, verify on val frames against PyTorch, then write model.json.
     The network is the checkpoint's own (its stored architecture); `input_size` is inference.size."""
-    model = load_model(paths.checkpoint, None, torch.device("cpu"))
-    metadata = model_metadata(model.config, paths.checkpoint, input_size, deploy)
+    state = load_checkpoint(paths.checkpoint)
+    model = model_from_state(paths.checkpoint, state, torch.device("cpu"))
+    metadata = model_metadata(model.config, paths.checkpoint, input_size, deploy,
+                              training_scale(state.get("params") or {}))
     frames = sample_frames(data, "val", deploy.check_frames)
     with atomic_path(paths.onnx) as tmp:  # a model that fails the check never replaces the previous one
         tmp.write_bytes(export_onnx(model, metadata, deploy.opset, deploy.exporter))
