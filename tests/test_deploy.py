@@ -2,7 +2,7 @@
 graph and of every inference mode with PyTorch, evaluation through onnxruntime, int8, bad input.
 
 Tolerances, from a measurement on a DeepLabV3+ R-18 trained 3 epochs at 64x128 (logits up to 30),
-12 val frames, CPU (README "Deploy"): graph logits within 1e-4 of PyTorch's (measured 9.5e-6);
+12 val frames, CPU (docs/BENCHMARKS.md, Deploy): graph logits within 1e-4 of PyTorch's (measured 9.5e-6);
 whole, flip and slide: argmax identical on >= 99.99% of pixels (measured: all); modes that resize
 the image, which the runtime rounds to uint8 before the graph: >= 99.9% (measured 99.975-99.989%).
 """

@@ -1,7 +1,7 @@
 """train.grad_accum_steps through the project's own loop (`fit` / `train_one_epoch` over a `TrainingSetup`):
 accumulating 2 micro-batches of b is one step of batch 2b, gradients and weights to float tolerance, for a
 model without BatchNorm. With BatchNorm it is not (each micro-batch is normalised with its own statistics;
-README, Params reference), and a trailing micro-batch that cannot complete a step is dropped."""
+docs/RECIPE.md, Gradient accumulation), and a trailing micro-batch that cannot complete a step is dropped."""
 from __future__ import annotations
 
 import torch

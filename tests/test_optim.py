@@ -1,6 +1,6 @@
 """build_optimizer: the backbone group gets lr x backbone_lr_mult, the heads (DeepLab head and aux head) lr x
 head_lr_mult; every trainable parameter is in exactly one group, frozen ones in none; weight decay applies to
-every parameter (README: "5e-4 on all parameters"), and the schedule scales each group from its own lr.
+every parameter (docs/RECIPE.md: "5e-4 on all parameters"), and the schedule scales each group from its own lr.
 
 The learning rates and the decay are checked by their effect: one step with zero gradients moves each
 parameter p to p * (1 - lr_group * weight_decay), for SGD (coupled decay, first momentum step) and for AdamW
