@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from common import add_model_options, gflops, print_device_report, smp_model, to_runtime
 
 from citypipe.data.dataset import normalize
+from citypipe.distributed import DistInfo
 from citypipe.models.deeplab import ModelConfig, build_model
 from citypipe.runtime import make_runtime
-from citypipe.training.distributed import DistInfo
 from citypipe.training.loop import (
     LoopConfig,
     TrainingSetup,

@@ -87,15 +87,23 @@ def memory_keys(error: BaseException, keys_by_code: dict[str, str]) -> str:
     return next((keys for fragment, keys in keys_by_code.items() if not fragment or any(fragment in f for f in files)), "")
 
 
+def is_main_process() -> bool:
+    """Rank 0 under torchrun (device.processes > 1), or a run of one process: the one that writes a stage's
+    outputs, logs and DVCLive files, and prints its summary."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 @contextlib.contextmanager
-def stage_outputs(*outputs: Any, lock: bool = True, memory: dict[str, str] | None = None) -> Iterator[None]:
+def stage_outputs(*outputs: Any, memory: dict[str, str] | None = None) -> Iterator[None]:
     """A stage's run: it stops with its parent, its outputs are writable (checked before the long work)
     and no other process writes them meanwhile (see atomic.hold_outputs). Running out of memory names
-    the keys that size the work where it ran out (`memory`: code fragment -> keys, see memory_keys)."""
+    the keys that size the work where it ran out (`memory`: code fragment -> keys, see memory_keys).
+    Under torchrun (device.processes > 1) only rank 0 writes, so only rank 0 claims the outputs: the
+    other ranks never touch them (no probe, no lock file)."""
     from citypipe.atomic import hold_outputs
 
     die_with_parent()
-    with hold_outputs(*outputs, lock=lock):
+    with hold_outputs(*(outputs if is_main_process() else ())):
         try:
             yield
         except (MemoryError, RuntimeError) as error:

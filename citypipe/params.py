@@ -122,6 +122,7 @@ class DataParams(_Traced):
 @dataclass(frozen=True)
 class DeviceParams(_Traced):
     type: Literal["auto", "cpu", "cuda", "mps"]  # auto: cuda > mps > cpu
+    processes: int  # > 1: train, evaluate and robustness run under torch.distributed.run (citypipe/launch.py)
     amp: Literal["none", "bf16", "fp16"]  # mixed precision, CUDA only
     channels_last: bool  # CUDA only
     cudnn_benchmark: bool
@@ -130,6 +131,8 @@ class DeviceParams(_Traced):
     cpu_deterministic: bool  # on the CPU: the same bits on any x86-64 machine (see citypipe/cpu_determinism.py)
 
     def __post_init__(self) -> None:
+        if self.processes < 1:
+            _fail("device.processes", "a process count >= 1", self.processes)
         if self.num_threads < 0:
             _fail("device.num_threads", "a value >= 0", self.num_threads)
         if self.cpu_deterministic and self.num_threads == 0:

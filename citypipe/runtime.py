@@ -43,6 +43,9 @@ def resolve_device(kind: str, local_rank: int = 0) -> torch.device:
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise CitypipeError("device.type: cuda requested but no CUDA device is available (use auto or cpu)")
+        if local_rank >= torch.cuda.device_count():  # one GPU per process: torchrun's LOCAL_RANK picks it
+            raise CitypipeError(f"device.processes: local process {local_rank} has no GPU of its own (this machine "
+                                f"has {torch.cuda.device_count()} CUDA devices; expected at most that many processes)")
         return torch.device("cuda", local_rank)
     if kind == "mps" and not has_mps:
         raise CitypipeError("device.type: mps requested but MPS is not available (use auto or cpu)")

@@ -4,7 +4,8 @@ Reads the checkpoint (inference.checkpoint: best or last) and the trainId cache;
 numbers with 95% bootstrap intervals (--metrics), the per-class, per-category, boundary and
 instance-size tables (--class-metrics), each frame's scores (--per-image) and the CSVs behind DVC's
 plots with the per-image counts `citypipe compare` reads (--plots). Predicts as params.yaml's
-`inference` says.
+`inference` says. device.processes N > 1: N processes under torch.distributed.run share the frames
+(whole batches each); rank 0 writes the same bytes as one process would.
 """
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from citypipe.command_line import (
     cache_option,
     checkpoints_option,
     data_root_option,
+    is_main_process,
     params_option,
     reports_errors,
     stage_outputs,
@@ -33,18 +35,22 @@ from citypipe.command_line import (
 @reports_errors
 def main(params_path: str, data_root: str, checkpoints: str, cache: str, metrics: str, class_metrics: str,
          per_image: str, plots: str) -> None:
-    from citypipe.evaluation.evaluate import EvaluatePaths, evaluate_checkpoint
+    from citypipe.launch import run_under_torchrun
     from citypipe.params import load_params
-    from citypipe.runtime import pin_cpu_numerics
 
     p = load_params(params_path, {"data.root": data_root})
+    run_under_torchrun(p.device.processes, p.device.num_threads)  # N > 1: this command in N workers, then exit
+    from citypipe.evaluation.evaluate import EvaluatePaths, evaluate_checkpoint
+    from citypipe.runtime import pin_cpu_numerics
+
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     paths = EvaluatePaths(Path(cache), Path(checkpoints), Path(metrics), Path(class_metrics), Path(plots),
                           Path(per_image))
     with stage_outputs(metrics, class_metrics, per_image, plots, memory={"": "inference.size or inference.batch_size"}):
         scores = evaluate_checkpoint(p.data, p.inference, p.evaluate, p.device, paths)
-    click.echo(f"evaluate: mIoU {scores['miou']:.4f} (95% CI {scores['miou_ci95_low']:.4f}-{scores['miou_ci95_high']:.4f})"
-               f"  pixel acc {scores['pixel_acc']:.4f}  iIoU {scores['iiou']:.4f}  boundary mIoU {scores['boundary_miou']:.4f}")
+    if is_main_process():
+        click.echo(f"evaluate: mIoU {scores['miou']:.4f} (95% CI {scores['miou_ci95_low']:.4f}-{scores['miou_ci95_high']:.4f})"
+                   f"  pixel acc {scores['pixel_acc']:.4f}  iIoU {scores['iiou']:.4f}  boundary mIoU {scores['boundary_miou']:.4f}")
 
 
 if __name__ == "__main__":

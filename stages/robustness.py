@@ -4,7 +4,8 @@ Reads the checkpoint (inference.checkpoint: best or last) and the trainId cache;
 under every (corruption, severity) of params.yaml's `robustness` section, made on the fly in the loader's
 workers; writes the headline numbers (--metrics), the per-corruption table (--corruptions) and the table
 behind the mIoU-against-severity plot (--curves).
-Predicts as params.yaml's `inference` says.
+Predicts as params.yaml's `inference` says. device.processes N > 1: N processes under torch.distributed.run
+share the (frame, corruption) pairs; rank 0 writes the same bytes as one process would.
 """
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from citypipe.command_line import (
     cache_option,
     checkpoints_option,
     data_root_option,
+    is_main_process,
     params_option,
     reports_errors,
     stage_outputs,
@@ -34,17 +36,21 @@ from citypipe.command_line import (
 @reports_errors
 def main(params_path: str, data_root: str, checkpoints: str, cache: str, metrics: str, corruptions: str,
          curves: str) -> None:
+    from citypipe.launch import run_under_torchrun
     from citypipe.params import load_params
+
+    p = load_params(params_path, {"data.root": data_root})
+    run_under_torchrun(p.device.processes, p.device.num_threads)  # N > 1: this command in N workers, then exit
     from citypipe.robustness.evaluate import RobustnessPaths, robustness_checkpoint
     from citypipe.runtime import pin_cpu_numerics
 
-    p = load_params(params_path, {"data.root": data_root})
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     paths = RobustnessPaths(Path(cache), Path(checkpoints), Path(metrics), Path(curves), Path(corruptions))
     with stage_outputs(metrics, corruptions, curves, memory={"": "inference.size or inference.batch_size"}):
         scores = robustness_checkpoint(p.data, p.inference, p.robustness, p.device, paths)
-    click.echo(f"robustness: clean mIoU {scores['miou_clean']:.4f}, corrupted {scores['miou_corrupted']:.4f} "
-               f"(ratio {scores['ratio']:.3f}) over {scores['num_sets']} sets of {scores['num_frames']} frames")
+    if is_main_process():
+        click.echo(f"robustness: clean mIoU {scores['miou_clean']:.4f}, corrupted {scores['miou_corrupted']:.4f} "
+                   f"(ratio {scores['ratio']:.3f}) over {scores['num_sets']} sets of {scores['num_frames']} frames")
 
 
 if __name__ == "__main__":

@@ -4,14 +4,14 @@ Reads the trainId cache and prepare-labels' class and sample weights; writes che
 (the training state, resumed after a kill) and best.pt (the best val mIoU), DVCLive's metrics and
 per-epoch series (--live-dir) and a text log with timings (--log, not tracked by DVC).
 The original train.py flags still work, as overrides of params.yaml (for runs outside DVC).
-Multi-GPU / multi-node: torchrun --nproc_per_node=N stages/train.py ...
+device.processes N > 1: N processes (one per GPU; CPU: gloo) under torch.distributed.run, started by
+this command itself; rank 0 writes. Multi-node: torchrun --nnodes ... stages/train.py ... on each node.
 """
-import os
 from pathlib import Path
 
 import click
 
-from citypipe.command_line import cache_option, params_option, reports_errors, stage_outputs
+from citypipe.command_line import cache_option, is_main_process, params_option, reports_errors, stage_outputs
 
 
 @click.command(help=__doc__)
@@ -33,9 +33,8 @@ from citypipe.command_line import cache_option, params_option, reports_errors, s
 @reports_errors
 def main(params_path, cache, class_weights, sample_weights, checkpoints, live_dir, log_path, data_root, num_epochs,
          batch_size, image_size, device_type, grad_accum_steps, filter_city, no_pretrained) -> None:
+    from citypipe.launch import run_under_torchrun
     from citypipe.params import load_params
-    from citypipe.runtime import pin_cpu_numerics
-    from citypipe.training.trainer import TrainPaths, run_training
 
     overrides = {"data.root": data_root, "train.epochs": num_epochs, "train.batch_size": batch_size,
                  "device.type": device_type, "train.grad_accum_steps": grad_accum_steps,
@@ -46,13 +45,18 @@ def main(params_path, cache, class_weights, sample_weights, checkpoints, live_di
     if no_pretrained:
         overrides.update({"model.pretrained": "none", "model.weights_file": ""})
     p = load_params(params_path, {k: v for k, v in overrides.items() if v is not None})
+    run_under_torchrun(p.device.processes, p.device.num_threads)  # N > 1: this command in N workers, then exit
+    from citypipe.runtime import pin_cpu_numerics
+    from citypipe.training.trainer import TrainPaths, run_training
+
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     paths = TrainPaths(Path(cache), Path(class_weights), Path(sample_weights), Path(checkpoints), Path(live_dir), Path(log_path))
     memory = {"citypipe/prediction/": "train.val_size or train.val_batch_size (validation)",
               "": "train.crop_size or train.batch_size"}
-    with stage_outputs(checkpoints, live_dir, log_path, lock=os.environ.get("RANK", "0") == "0", memory=memory):  # rank 0 writes
+    with stage_outputs(checkpoints, live_dir, log_path, memory=memory):
         state = run_training(p.data, p.model, p.train, p.device, paths)
-    click.echo(f"train: {state.epoch} epochs, best val mIoU {state.best_miou:.4f} (epoch {state.best_epoch})")
+    if is_main_process():
+        click.echo(f"train: {state.epoch} epochs, best val mIoU {state.best_miou:.4f} (epoch {state.best_epoch})")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from citypipe.data.sampling import EpochSampler
+from citypipe.distributed import DistInfo
 from citypipe.evaluation.confusion import ConfusionMatrix
 from citypipe.runtime import Runtime
-from citypipe.training.distributed import DistInfo
 from citypipe.training.loop import (
     LoopConfig,
     TrainingSetup,

@@ -9,8 +9,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from citypipe.data.sampling import EpochSampler
+from citypipe.distributed import DistInfo
 from citypipe.runtime import Runtime
-from citypipe.training.distributed import DistInfo
 from citypipe.training.loop import LoopConfig, TrainingSetup, TrainState, fit
 from citypipe.training.losses import SegmentationLoss
 from citypipe.training.optim import build_optimizer

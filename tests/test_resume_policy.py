@@ -1,7 +1,7 @@
 """Params or code changed -> training starts fresh; the same run resumes.
 
 `resume_state` gets a last.pt (and best.pt) written by one run and is asked to continue another: any
-difference in the run's params (train, data, model, validation, numerics) or in its fingerprint (package
+difference in the run's params (train, data, model, validation, numerics, world size) or in its fingerprint (package
 code, prepare-labels' outputs, backbone weights file) must give a fresh TrainState, leave the model as
 initialised and remove the other run's best.pt; the same run must get its weights, optimizer and scheduler
 back. `run_fingerprint` is checked to move with each of its inputs and with nothing else (no times).
@@ -63,7 +63,7 @@ RUN_PARAMS = {"data": {"root": "data/citysynth", "cities": []}, "model": {"arch"
               "train": {"lr": 0.01, "epochs": 4, "seed": 0},
               "validation": {"mode": "whole", "size": [64, 128], "amp": False},
               "numerics": {"type": "cpu", "amp": "none", "num_threads": 2, "cpu_deterministic": True},
-              "fingerprint": "0" * 64}
+              "world_size": 1, "fingerprint": "0" * 64}
 
 
 def changed(section: str, key: str, value) -> dict:
@@ -119,8 +119,10 @@ def test_the_same_run_resumes_weights_optimizer_and_schedule(written_run, capsys
     changed("model", "backbone", "resnet34"),
     changed("validation", "size", [32, 64]),
     changed("numerics", "num_threads", 4),
+    changed("world_size", "", 2),  # device.processes: other shards, another global batch
     changed("fingerprint", "", "1" + "0" * 63),  # code, labels, weights files changed
-], ids=["train.lr", "train.epochs", "data.cities", "model.backbone", "validation.size", "numerics", "fingerprint"])
+], ids=["train.lr", "train.epochs", "data.cities", "model.backbone", "validation.size", "numerics", "world_size",
+        "fingerprint"])
 def test_other_params_or_fingerprint_start_from_scratch(written_run, run_params, capsys):
     checkpoints, _ = written_run
     setup = make_setup(seed=2)

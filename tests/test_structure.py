@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Floors of the package, lowest first: a room may import only from rooms on lower floors.
 FLOORS = {
     "errors": 0,
-    "params": 1, "labels": 1, "atomic": 1, "parallel": 1, "cpu_determinism": 1, "corruptions": 1,
+    "params": 1, "labels": 1, "atomic": 1, "parallel": 1, "cpu_determinism": 1, "corruptions": 1, "launch": 1,
+    "distributed": 1,
     "data": 2,
     "synth": 3, "prepare": 3, "models": 3, "runtime": 3,
     "prediction": 4, "deploy": 4,

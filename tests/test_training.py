@@ -120,9 +120,9 @@ def test_non_finite_loss_stops_the_run(synth_root, prepared, tmp_path):
 def test_mixed_precision_and_channels_last_branches_of_the_loop(amp_dtype):
     """The loop's CUDA fast paths (autocast, channels_last input, fp16 grad scaler), run on the CPU,
     which supports them too: the step trains, the loss stays finite, fp16 goes through the scaler."""
+    from citypipe.distributed import DistInfo
     from citypipe.models.deeplab import ModelConfig, build_model
     from citypipe.runtime import Runtime
-    from citypipe.training.distributed import DistInfo
 
     torch.manual_seed(0)
     model = build_model(ModelConfig("deeplabv3plus", "resnet18", 16, True)).to(memory_format=torch.channels_last)
@@ -186,8 +186,8 @@ def test_a_non_finite_loss_read_late_still_stops_the_run_naming_the_batch(bad_ba
                                                                           read_range):
     """The loop reads the loss every READ_EVERY batches (no host sync per step); a NaN in between is
     still reported with its own batch number, and the epoch never returns (no checkpoint of NaN weights)."""
+    from citypipe.distributed import DistInfo
     from citypipe.runtime import Runtime
-    from citypipe.training.distributed import DistInfo
 
     assert loop_module.READ_EVERY == 10
     torch.manual_seed(0)

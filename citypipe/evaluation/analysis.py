@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from citypipe.distributed import current, gather_in_rank_order
 from citypipe.evaluation.boundary import (
     band_levels,
     boundary_distance,
@@ -73,7 +74,7 @@ def frame_table(label: torch.Tensor, prediction: torch.Tensor, widths: tuple[int
 class FrameAnalysis:
     """Accumulates AnalysisCounts on `device`, one frame at a time (frames may differ in size).
 
-    Under DDP each rank keeps its own frames' per-image rows; `all_reduce` sums the totals only."""
+    Under DDP each rank accumulates its own frames; `all_reduce` combines them into the whole split's."""
 
     def __init__(self, device: torch.device | str, boundary_dilation_ratio: float, trimap_widths: Sequence[int],
                  num_classes: int = NUM_CLASSES) -> None:
@@ -108,9 +109,18 @@ class FrameAnalysis:
         self.instances.update(instances, prediction)
 
     def all_reduce(self) -> None:
-        if dist.is_available() and dist.is_initialized():
-            for tensor in (self.trimap, self.instances.total, self.instances.found):
-                dist.all_reduce(tensor)
+        """Combine all DDP ranks (no-op without a process group): integer totals summed, the per-image
+        rows and frame ids gathered in rank order, which is frame order (contiguous shards)."""
+        info = current()
+        if info.world_size <= 1:
+            return
+        for tensor in (self.trimap, self.instances.total, self.instances.found):
+            dist.all_reduce(tensor)
+        mine = (torch.stack(self._per_image).cpu().numpy() if self._per_image
+                else np.zeros((0, self.k, self.k + 2), dtype=np.int64))
+        parts = gather_in_rank_order((self.frame_ids, mine), info)
+        self.frame_ids = [frame_id for ids, _ in parts for frame_id in ids]
+        self._per_image = [torch.from_numpy(row).to(self.device) for _, rows in parts for row in rows]
 
     def result(self) -> AnalysisCounts:
         k = self.k

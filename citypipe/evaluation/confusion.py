@@ -5,9 +5,11 @@ left out, exactly as the official evaluator leaves out `ignoreInEval` rows.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
+from citypipe.distributed import DistInfo, current, gather_in_rank_order
 from citypipe.labels import (
     IGNORE_INDEX,
     NUM_CLASSES,
@@ -77,6 +79,10 @@ class ConfusionMatrix:
         self.inst_fn = torch.zeros_like(self.inst_tp)
         self.cat_tp = torch.zeros(len(INSTANCE_CATEGORIES), dtype=torch.float64, device=self.device)
         self.cat_fn = torch.zeros_like(self.cat_tp)
+        # each frame's own iIoU terms [inst_tp | inst_fn | cat_tp | cat_fn], in update order: the sums above
+        # are float64, so under DDP they are re-added from every rank's rows in frame order (`all_reduce`),
+        # giving the bits of a one-process run rather than a sum of per-rank partial sums
+        self._instance_rows: list[torch.Tensor] = []
         self._avg_size = average_class_sizes().to(self.device)
         self._train_id_of = torch.as_tensor(label_id_to_train_id_lut(), device=self.device).long()
         # class -> its instance category (-1: none); 2 lookups per instance instead of per pixel
@@ -117,15 +123,46 @@ class ConfusionMatrix:
         cat_tp = torch.bincount(inverse, weights=cat_correct, minlength=len(unique))
         tid = train_id[keep]
         weight = self._avg_size[tid] / size[keep]
-        self.inst_tp.index_add_(0, tid, tp[keep] * weight)
-        self.inst_fn.index_add_(0, tid, (size[keep] - tp[keep]) * weight)
         has_category = category[keep] >= 0
         c = category[keep][has_category]
-        self.cat_tp.index_add_(0, c, (cat_tp[keep] * weight)[has_category])
-        self.cat_fn.index_add_(0, c, ((size[keep] - cat_tp[keep]) * weight)[has_category])
+        k, categories = self.n, len(INSTANCE_CATEGORIES)
+        row = torch.zeros(2 * k + 2 * categories, dtype=torch.float64, device=self.device)
+        row[:k].index_add_(0, tid, tp[keep] * weight)
+        row[k:2 * k].index_add_(0, tid, (size[keep] - tp[keep]) * weight)
+        row[2 * k:2 * k + categories].index_add_(0, c, (cat_tp[keep] * weight)[has_category])
+        row[2 * k + categories:].index_add_(0, c, ((size[keep] - cat_tp[keep]) * weight)[has_category])
+        self._instance_rows.append(row)
+        self._add_instance_row(row)
+
+    def _add_instance_row(self, row: torch.Tensor) -> None:
+        k, categories = self.n, len(INSTANCE_CATEGORIES)
+        self.inst_tp += row[:k]
+        self.inst_fn += row[k:2 * k]
+        self.cat_tp += row[2 * k:2 * k + categories]
+        self.cat_fn += row[2 * k + categories:]
 
     def all_reduce(self) -> None:
-        """Sum the statistics over DDP ranks (no-op without a process group)."""
-        if dist.is_available() and dist.is_initialized():
-            for tensor in (self.mat, self.inst_tp, self.inst_fn, self.cat_tp, self.cat_fn):
-                dist.all_reduce(tensor)
+        """Combine the statistics of all DDP ranks (no-op without a process group): pixel counts are
+        summed (integers: any order gives the same sums); the iIoU sums are re-added frame by frame in
+        frame order, and the per-image matrices gathered in frame order, so the result is a one-process
+        run's to the bit (ranks hold contiguous shards, citypipe/distributed.py's shard_batches)."""
+        info = current()
+        if info.world_size <= 1:
+            return
+        dist.all_reduce(self.mat)
+        rows = _gather_rows(self._instance_rows, 2 * self.n + 2 * len(INSTANCE_CATEGORIES), np.float64, info)
+        self._instance_rows = [torch.from_numpy(row).to(self.device) for row in rows]
+        for tensor in (self.inst_tp, self.inst_fn, self.cat_tp, self.cat_fn):
+            tensor.zero_()
+        for row in self._instance_rows:  # the same additions, in the same order, as one process makes
+            self._add_instance_row(row)
+        if self.per_update is not None:
+            matrices = _gather_rows(self.per_update, (self.n, self.n), np.int64, info)
+            self.per_update = [torch.from_numpy(m).to(self.device) for m in matrices]
+
+
+def _gather_rows(rows: list[torch.Tensor], shape: int | tuple[int, ...], dtype: type, info: DistInfo) -> np.ndarray:
+    """Every rank's rows (equal shapes), concatenated in rank order, on the CPU."""
+    shape = (shape,) if isinstance(shape, int) else shape
+    mine = torch.stack(rows).cpu().numpy() if rows else np.zeros((0, *shape), dtype=dtype)
+    return np.concatenate(gather_in_rank_order(mine, info))

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from citypipe.atomic import write_json, write_text
 from citypipe.data import layout
+from citypipe.distributed import init_distributed, shard_batches
 from citypipe.errors import CitypipeError
 from citypipe.evaluation.analysis import FrameAnalysis
 from citypipe.evaluation.bootstrap import METRICS, bootstrap_interval
@@ -19,7 +20,7 @@ from citypipe.evaluation.scores import compute_scores, split_headline
 from citypipe.labels import class_names
 from citypipe.params import DataParams, DeviceParams, EvaluateParams, InferenceParams
 from citypipe.prediction.predictor import Predictor, checkpoint_file, frame_loader
-from citypipe.runtime import runtime_for
+from citypipe.runtime import resolve_device, runtime_for
 
 
 @dataclass(frozen=True)
@@ -82,16 +83,19 @@ def bootstrap_intervals(per_image: np.ndarray, resamples: int, seed: int) -> dic
 def evaluate_checkpoint(data: DataParams, inference: InferenceParams, evaluate_params: EvaluateParams,
                         device: DeviceParams, paths: EvaluatePaths) -> dict:
     """The evaluate stage: score the checkpoint on `evaluate.split`, predicting as `inference` says; write
-    metrics and the CSVs behind the plots."""
+    metrics and the CSVs behind the plots. Under torchrun (device.processes > 1) each rank predicts a
+    contiguous run of whole batches and rank 0 writes files byte-identical to a one-process run's."""
     split = evaluate_params.split
     samples = layout.find_samples(data.root, split, data.cities)
     if not any(s.label_ids.is_file() for s in samples) or split == "test":
         raise CitypipeError(f"evaluate.split: {split} has no labels to score against (use val)")
-    runtime = runtime_for(device)
+    dist_info = init_distributed(resolve_device(device.type).type)  # device.processes > 1: one rank of several
+    runtime = runtime_for(device, dist_info.local_rank)
     predictor = Predictor.from_checkpoint(checkpoint_file(paths.checkpoints, inference), inference, runtime)
-    loader = frame_loader(samples, paths.cache, inference.batch_size, inference.workers, runtime)
+    mine = shard_batches(samples, inference.batch_size, dist_info)
+    loader = frame_loader(mine, paths.cache, inference.batch_size, inference.workers, runtime)
     analysis = FrameAnalysis(runtime.device, evaluate_params.boundary_dilation_ratio, evaluate_params.trimap_widths)
-    cm = evaluate(predictor, loader, per_image=True, analysis=analysis)
+    cm = evaluate(predictor, loader, dist_info.is_main, per_image=True, analysis=analysis)  # all ranks: every frame's counts
     scores = compute_scores(cm)
     scores["num_images"] = len(samples)
     per_image = torch.stack(cm.per_update).cpu().numpy()  # (N, 19, 19)
@@ -99,6 +103,8 @@ def evaluate_checkpoint(data: DataParams, inference: InferenceParams, evaluate_p
     counts = analysis.result()  # boundary mIoU (eval.json), its interval and class tables (eval_classes.json)
     scores.update(analysis_headline(counts, evaluate_params.bootstrap_resamples, evaluate_params.bootstrap_seed))
     scores.update(analysis_tables(counts))
+    if not dist_info.is_main:
+        return scores  # the same scores on every rank; rank 0 alone writes
     headline, tables = split_headline(scores)
     write_json(paths.metrics, headline)
     write_json(paths.class_metrics, tables)

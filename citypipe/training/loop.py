@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 from citypipe.data.dataset import normalize
 from citypipe.data.sampling import EpochSampler
+from citypipe.distributed import DistInfo, all_reduce_mean, broadcast_buffers
 from citypipe.errors import CitypipeError
 from citypipe.runtime import Runtime
-from citypipe.training.distributed import DistInfo, all_reduce_mean
 from citypipe.training.outputs import TIMINGS
 
 
@@ -133,6 +133,7 @@ def train_one_epoch(setup: TrainingSetup, epoch: int, state: TrainState) -> dict
         progress.update()
     _check_finite(first_bad, bad_loss, epoch, read_to + 1, batches)
     progress.close()
+    broadcast_buffers(setup.model, dist_info)  # every rank validates and rank 0 saves the same model
     seconds = time.perf_counter() - started
     steady = images_seen - first_images
     return {"loss": float(total_loss) / max(1, batches), "lr": optimizer.param_groups[-1]["lr"],

@@ -1,6 +1,6 @@
 """Which run a checkpoint belongs to, and whether training resumes it or starts fresh.
 
-A run is identified by its params (data, model, train, validation, numerics) and a fingerprint of
+A run is identified by its params (data, model, train, validation, numerics, world size) and a fingerprint of
 everything else that shapes its bits (package code, prepare-labels' outputs, backbone weights).
 `last.pt` is resumed only by the same run; anything else starts fresh, which recreates a lost or
 broken checkpoint exactly, since training is deterministic.

@@ -17,6 +17,13 @@ from citypipe.data import layout
 from citypipe.data.dataset import TrainCrops
 from citypipe.data.sampling import EpochSampler
 from citypipe.data.transforms import TrainTransform
+from citypipe.distributed import (
+    DistInfo,
+    barrier,
+    init_distributed,
+    record_weights,
+    shard_batches,
+)
 from citypipe.errors import CitypipeError
 from citypipe.evaluation.evaluate import evaluate
 from citypipe.evaluation.scores import compute_scores
@@ -33,7 +40,6 @@ from citypipe.params import (
 from citypipe.prediction.inference import InferenceConfig
 from citypipe.prediction.predictor import Predictor, frame_loader
 from citypipe.runtime import Runtime, resolve_device, runtime_for
-from citypipe.training.distributed import DistInfo, barrier, init_distributed
 from citypipe.training.loop import LoopConfig, TrainingSetup, TrainState, fit
 from citypipe.training.losses import SegmentationLoss
 from citypipe.training.optim import build_optimizer
@@ -97,7 +103,8 @@ def make_loaders(data: DataParams, train: TrainParams, paths: TrainPaths, runtim
     train_loader = DataLoader(TrainCrops(samples, paths.cache, transform), batch_size=train.batch_size, sampler=sampler,
                               num_workers=train.workers, pin_memory=pin, drop_last=True,
                               generator=torch.Generator().manual_seed(train.seed), **extra)
-    val_samples = layout.find_samples(data.root, "val", data.cities)[dist_info.rank::dist_info.world_size]
+    # whole batches, contiguous: validation scores are the same for any number of processes
+    val_samples = shard_batches(layout.find_samples(data.root, "val", data.cities), train.val_batch_size, dist_info)
     val_loader = frame_loader(val_samples, paths.cache, train.val_batch_size, train.workers, runtime)
     return Loaders(train_loader, sampler, val_loader)
 
@@ -144,6 +151,8 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
     run_params = {"data": section_dict(data), "model": section_dict(model_params), "train": section_dict(train),
                   "validation": section_dict(validation),
                   "numerics": {k: getattr(device, k) for k in ("type", "amp", "num_threads", "cpu_deterministic")},
+                  # the processes' shards and global batch shape the weights: another count never resumes this run
+                  "world_size": dist_info.world_size,
                   "fingerprint": run_fingerprint(paths.cache, (paths.class_weights, paths.sample_weights, model_params.weights_file),
                                                  run_files(data.root, data.cities, "val"), data.root)}
     state = resume_state(paths.checkpoints, run_params, setup)
@@ -161,6 +170,7 @@ def run_training(data: DataParams, model_params: ModelParams, train: TrainParams
         return compute_scores(evaluate(predictor, loaders.val, dist_info.is_main))
 
     def on_epoch_end(state: TrainState, is_best: bool, timings: dict) -> None:
+        record_weights(model, state.epoch, dist_info)
         if dist_info.is_main:
             if is_best:  # best first: a last.pt on disk never points to a best.pt that is not there yet
                 save_checkpoint(paths.checkpoints / "best.pt", inference_checkpoint(model, state, run_params))
