@@ -32,7 +32,7 @@ class RobustnessPaths:
     checkpoints: Path  # the train stage's folder: best.pt or last.pt as inference.checkpoint says
     metrics: Path  # metrics/robustness.json
     curves: Path  # plots/robustness/miou_by_severity.csv
-    corruptions: Path  # plots/robustness/corruptions.json: the whole summary with the per-corruption table (a plain output)
+    corruptions: Path  # metrics/robustness_corruptions.json: the whole summary, every corruption and severity
 
 
 def corruption_sets(robustness: RobustnessParams) -> list[tuple[str, int]]:
