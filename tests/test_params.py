@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_repo_params_load():
     params = load_params(REPO / "params.yaml")
-    assert params.train.crop_size == (128, 256)
+    assert params.train.crop_size == (64, 128)
     assert params.model.arch in ("deeplabv3", "deeplabv3plus")
     assert params.model.pretrained == "none"  # YAML reads the bare word none as a string, not null
     # the demo keeps its own recipe where mmseg's differs (the profile takes mmseg's: test_profiles.py)
@@ -69,8 +69,8 @@ def _write(tmp_path, mutate):
     (lambda r: r["data"].update(cities=["frankfurt", "/etc"]), "data.cities: expected a plain name"),
     (lambda r: r["data"].update(cities=["frank_furt"]), "data.cities: expected a plain name"),
     (lambda r: r["data"].update(root=""), "data.root: expected a folder (not empty), got ''"),
-    # test-time scales that round the network input to zero pixels (inference.size is [128, 256])
-    (lambda r: r["inference"].update(scales=[0.001]),
+    # test-time scales that round the network input to zero pixels
+    (lambda r: r["inference"].update(size=[128, 256], scales=[0.001]),
      "inference.scales: expected scales that keep inference.size [128, 256] at least 1 pixel, got 0.001"),
     (lambda r: r["inference"].update(scales=[1.0, 0.003]), "inference.scales: expected scales that keep"),
 ])
@@ -110,7 +110,8 @@ def test_seed_bounds_are_inclusive(tmp_path):
 
 def test_a_scale_that_keeps_one_pixel_is_fine(tmp_path):
     """0.004 x 128 = 0.512 rounds to 1 pixel, as prediction rounds it."""
-    assert load_params(_write(tmp_path, lambda r: r["inference"].update(scales=[0.004]))).inference.scales == (0.004,)
+    params = load_params(_write(tmp_path, lambda r: r["inference"].update(size=[128, 256], scales=[0.004])))
+    assert params.inference.scales == (0.004,)
 
 
 DUPLICATES = [  # (params.yaml with a key given twice, the message)
