@@ -35,16 +35,17 @@ def table(rows: list[tuple], header: tuple) -> str:
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
 
 
-def full_resolution_citysynth(folder: Path, train_frames: int, val_frames: int = 1) -> tuple[Path, Path, dict]:
-    """CitySynth at Cityscapes' 1024x2048 in `folder`, with its trainId cache: (data root, cache,
-    prepare_labels' {split: (frame ids, per-image class counts)})."""
+def full_resolution_citysynth(folder: Path, train_frames: int, val_frames: int = 1,
+                              image_cache: bool = False) -> tuple[Path, Path, dict]:
+    """CitySynth at Cityscapes' 1024x2048 in `folder`, with its trainId cache (and decoded train frames
+    with `image_cache`): (data root, cache, prepare_labels' {split: (frame ids, per-image class counts)})."""
     from citypipe.prepare.label_cache import prepare_labels
     from citypipe.synth.writer import synthesize
 
     root, cache = folder / "data", folder / "trainids"
     synthesize(root, 0, 1024, 2048, {"train": train_frames, "val": val_frames, "test": 1},
                {"train": ("aachen",), "val": ("lindau",), "test": ("bonn",)}, 2)
-    return root, cache, prepare_labels(root, cache, (), 2)
+    return root, cache, prepare_labels(root, cache, (), 2, image_cache=image_cache)
 
 
 def add_model_options(parser) -> None:

@@ -19,7 +19,7 @@ import torch
 
 from citypipe.atomic import refuse_overwriting, write_png
 from citypipe.corruptions.corrupt import corrupt
-from citypipe.data.dataset import open_image
+from citypipe.data.frames import open_image
 from citypipe.deploy.runtime import DeployInference, OnnxSegmenter
 from citypipe.errors import CitypipeError, is_out_of_memory
 from citypipe.models.checkpoint import load_checkpoint, model_from_state

@@ -170,6 +170,7 @@ class PrepareParams(_Traced):
     class_weighting: Literal["none", "inverse_log", "median_frequency"]
     inverse_log_c: float  # ENet's c in w = 1 / ln(c + p)
     sample_weighting: Literal["none", "rare_class"]
+    image_cache: bool  # also cache each train frame's decoded image as .npy beside its trainIds (data/frames.py)
     workers: int
 
     def __post_init__(self) -> None:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from citypipe.cli import main
 from citypipe.data import layout
-from citypipe.data.dataset import to_rgb8
+from citypipe.data.frames import to_rgb8
 from citypipe.labels import evaluated_labels
 
 

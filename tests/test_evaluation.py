@@ -153,7 +153,7 @@ def test_sliding_window_flip_and_multiscale_run_at_full_resolution(synth_root, p
         "inference.mode": mode, "inference.crop_size": [48, 96], "inference.flip": hflip, "inference.scales": list(scales),
         "inference.batch_size": 2})
     # the same frames predicted here (same pairs, same config), counted with numpy: the same scores
-    from citypipe.data.dataset import open_image
+    from citypipe.data.frames import open_image
     from citypipe.labels import NUM_CLASSES
     from citypipe.models.checkpoint import load_model
     from citypipe.prediction.inference import InferenceConfig, predict

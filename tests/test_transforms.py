@@ -272,6 +272,51 @@ def test_hsv_conversions_equal_cv2():
     assert np.array_equal(hsv_to_rgb(hsv), cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB))
 
 
+def direct_rgb_to_hsv(image: np.ndarray) -> np.ndarray:
+    """cv2's 8-bit RGB -> HSV formulas computed directly, as photometric.py did before its tables."""
+    from citypipe.data.photometric import _HDIV, _ROUND, _SDIV, _SHIFT
+
+    r, g, b = (image[..., i].astype(np.int32) for i in range(3))
+    v = np.maximum(np.maximum(r, g), b)
+    diff = v - np.minimum(np.minimum(r, g), b)
+    s = (diff * _SDIV[v] + _ROUND) >> _SHIFT
+    h = np.where(v == r, g - b, np.where(v == g, b - r + 2 * diff, r - g + 4 * diff))
+    h = (h * _HDIV[diff] + _ROUND) >> _SHIFT
+    h += np.where(h < 0, 180, 0).astype(np.int32)
+    return np.stack([h, s, v], axis=-1).astype(np.uint8)
+
+
+def direct_hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
+    from citypipe.data.photometric import _hsv_factors
+
+    v = hsv[..., 2].astype(np.float32) * (np.float32(1) / np.float32(255))
+    factor = _hsv_factors().reshape(256, 256, 3)[hsv[..., 0], hsv[..., 1]]
+    return np.trunc(v[..., None] * factor * np.float32(255)).astype(np.uint8)
+
+
+EVERY_TRIPLE = np.stack(np.meshgrid(*[np.arange(256, dtype=np.uint8)] * 3, indexing="ij"), -1).reshape(4096, 4096, 3)
+
+
+def test_the_hsv_tables_give_the_direct_formulas_on_every_colour():
+    """All 2^24 RGB colours, and all 2^24 (H, S, V) triples (H >= 180 too): cv2's equality above is
+    checked on samples where cv2 is installed; this holds the tables to the formulas everywhere."""
+    for rows in np.array_split(np.arange(4096), 4):  # about 1 GB of temporaries at a time
+        part = EVERY_TRIPLE[rows]
+        assert np.array_equal(rgb_to_hsv(part), direct_rgb_to_hsv(part))
+        assert np.array_equal(hsv_to_rgb(part), direct_hsv_to_rgb(part))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_convert_through_its_table_equals_the_float_formula(seed):
+    from citypipe.data.photometric import _convert, _convert_values
+
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    for alpha, beta in ((rng.uniform(0.5, 1.5), 0.0), (1.0, rng.uniform(-32, 32)), (rng.uniform(0.5, 1.5), 0.0)):
+        assert np.array_equal(_convert(values, alpha, beta), _convert_values(values, alpha, beta))
+        assert np.array_equal(_convert(values[..., 1], alpha, beta), _convert_values(values[..., 1], alpha, beta))
+
+
 @pytest.mark.parametrize("step", ["brightness", "contrast", "saturation", "hue"])
 def test_each_photometric_step_alone_against_cv2(step):
     cv2 = pytest.importorskip("cv2")

@@ -11,34 +11,13 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from citypipe.data.layout import Sample, cache_path
+from citypipe.data.frames import decoded, open_image, train_frame
+from citypipe.data.layout import Sample, cache_path, frame_cache_path
 from citypipe.data.transforms import TrainTransform
-from citypipe.errors import CitypipeError, first_line
+from citypipe.errors import CitypipeError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _decoded(path: Path, what: str) -> Image.Image:
-    """Open and decode `path` now: PIL decodes lazily, so a truncated file would otherwise fail later,
-    outside this try, without its name."""
-    try:
-        image = Image.open(path)
-        image.load()
-        return image
-    except Exception as error:
-        raise CitypipeError(f"{path}: cannot read {what} ({first_line(error)})") from None
-
-
-def open_image(path: Path) -> Image.Image:
-    return to_rgb8(_decoded(path, "image"))
-
-
-def to_rgb8(image: Image.Image) -> Image.Image:
-    """Any PIL image -> 8-bit RGB. 16-bit greyscale keeps its high byte (PIL's convert would clip it to white)."""
-    if image.mode.startswith("I;16") or (image.mode == "I" and np.asarray(image).max() > 255):
-        image = Image.fromarray((np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8))
-    return image.convert("RGB") if image.mode != "RGB" else image
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -53,12 +32,14 @@ def open_cached_label(cache: Path, sample: Sample) -> Image.Image:
     path = cache_path(cache, sample.split, sample.frame_id)
     if not path.is_file():
         raise CitypipeError(f"{path}: missing from the trainId cache (rerun prepare-labels)")
-    return _decoded(path, "trainId label")
+    return decoded(path, "trainId label")
 
 
 class TrainCrops(Dataset):
     """Indexed by (sample index, seed): the sampler supplies each draw's augmentation seed, so a
-    draw is augmented the same way whatever the number of workers or ranks."""
+    draw is augmented the same way whatever the number of workers or ranks. Images come from
+    prepare-labels' decoded-frame cache where it holds them (prepare.image_cache), else from their PNGs:
+    the same pixels, so the same crops."""
 
     def __init__(self, samples: list[Sample], cache: Path, transform: TrainTransform) -> None:
         self.samples, self.cache, self.transform = samples, Path(cache), transform
@@ -69,8 +50,8 @@ class TrainCrops(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, seed = key
         sample = self.samples[index]
-        image, label = self.transform(open_image(sample.image), open_cached_label(self.cache, sample),
-                                      np.random.default_rng(seed))
+        image = train_frame(sample.image, frame_cache_path(self.cache, sample.split, sample.frame_id))
+        image, label = self.transform(image, open_cached_label(self.cache, sample), np.random.default_rng(seed))
         return torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(label)  # (3, h, w), (h, w) uint8
 
 
@@ -103,7 +84,7 @@ INSTANCE_MODES = ("I", "I;16", "I;16B", "I;16L")  # the official instanceIds PNG
 def read_instance_ids(path: Path, shape: tuple[int, int]) -> np.ndarray:
     """(H, W) int32 instanceIds (labelId * 1000 + instance). An 8-bit file cannot hold those ids (24000+):
     it would silently drop the frame's instances out of iIoU, so it is refused."""
-    image = _decoded(path, "instanceIds")
+    image = decoded(path, "instanceIds")
     if image.mode not in INSTANCE_MODES:
         raise CitypipeError(f"{path}: instanceIds PNG has mode {image.mode}, expected 16-bit integers (mode I;16 or I, "
                             "ids like 26001 = labelId x 1000 + instance)")

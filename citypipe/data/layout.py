@@ -53,6 +53,12 @@ def cache_path(cache: Path, split: str, fid: str) -> Path:
     return Path(cache) / split / fid.split("_")[0] / f"{fid}_gtFine_labelTrainIds.png"
 
 
+def frame_cache_path(cache: Path, split: str, fid: str) -> Path:
+    """prepare-labels' decoded image of a frame (prepare.image_cache), beside its trainIds:
+    {cache}/{split}/{city}/{id}_leftImg8bit.npy, an uncompressed (H, W, 3) uint8 array."""
+    return Path(cache) / split / fid.split("_")[0] / f"{fid}_leftImg8bit.npy"
+
+
 def _file_info(image: Path) -> Any:
     """cityscapesscripts' parse of a file name; on a bad name it prints and calls sys.exit, so both
     are caught here and the file is named instead."""

@@ -26,8 +26,10 @@ class TrainTransform:
     cat_max_ratio: float  # retry a crop (up to 10 times) with < 2 classes or one class at this share or more
     resize: str  # the image's filter: "antialias" (PIL) | "bilinear" (cv2's INTER_LINEAR)
 
-    def __call__(self, image: Image.Image, label: Image.Image, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """-> (crop_h, crop_w, 3) uint8 image, (crop_h, crop_w) uint8 trainIds (padding = 255)."""
+    def __call__(self, image: Image.Image | np.ndarray, label: Image.Image,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """image: an RGB PIL image or its (H, W, 3) uint8 pixels (prepare-labels' frame cache, memory-mapped);
+        -> (crop_h, crop_w, 3) uint8 image, (crop_h, crop_w) uint8 trainIds (padding = 255)."""
         scale = rng.uniform(*self.scale_range)
         scaled = (max(1, round(self.base_size[0] * scale)), max(1, round(self.base_size[1] * scale)))
         for _ in range(10):  # mmseg's RandomCrop: up to 10 tries, then the last window
@@ -36,7 +38,8 @@ class TrainTransform:
             if self.cat_max_ratio >= 1.0 or _crop_accepted(crop_label, self.cat_max_ratio):
                 break
         if self.resize == "antialias":
-            crop_image = _resized_crop(image, scaled, window, self.crop_size, Image.BILINEAR, 0)
+            source = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+            crop_image = _resized_crop(source, scaled, window, self.crop_size, Image.BILINEAR, 0)
         else:
             crop_image = bilinear_resized_crop(np.asarray(image), scaled, window, self.crop_size)
         if rng.random() < self.flip_prob:

@@ -22,7 +22,8 @@ from torch import nn
 
 from citypipe.atomic import atomic_path, write_json
 from citypipe.data import layout
-from citypipe.data.dataset import IMAGENET_MEAN, IMAGENET_STD, normalize, open_image, to_rgb8
+from citypipe.data.dataset import IMAGENET_MEAN, IMAGENET_STD, normalize
+from citypipe.data.frames import open_image, to_rgb8
 from citypipe.deploy.runtime import METADATA_KEY, OnnxSegmenter, sha256_file
 from citypipe.errors import CitypipeError, first_line
 from citypipe.labels import IGNORE_INDEX, class_names, train_id_colors, train_id_to_label_id_lut
