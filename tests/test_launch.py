@@ -207,7 +207,9 @@ def test_train_in_two_processes_keeps_the_ranks_equal_and_only_rank_0_writes(syn
     assert last["params"]["world_size"] == 2  # a 1-process run will not resume it
     # rank 0 alone wrote: one row per epoch everywhere, no stray probe or lock files
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
-    assert [line.split()[1] for line in (out / "train.log").read_text().splitlines()] == ["1", "2"]
+    log = (out / "train.log").read_text().splitlines()
+    assert log[0].startswith("== run ") and "x 2 processes" in log[0]  # one run header, from rank 0
+    assert [line.split()[1] for line in log[1:]] == ["1", "2"]
     loss = out / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv"
     assert len(loss.read_text().splitlines()) == 3  # header + 2 epochs
     assert not [p for p in out.rglob(".*") if p.is_file()]
