@@ -88,14 +88,16 @@ def memory_keys(error: BaseException, keys_by_code: dict[str, str]) -> str:
 
 
 @contextlib.contextmanager
-def stage_outputs(*outputs: Any, lock: bool = True, memory: dict[str, str] | None = None) -> Iterator[None]:
-    """A stage's run: it stops with its parent, its outputs are writable (checked before the long work)
-    and no other process writes them meanwhile (see atomic.hold_outputs). Running out of memory names
-    the keys that size the work where it ran out (`memory`: code fragment -> keys, see memory_keys)."""
+def stage_outputs(*outputs: Any, lock: bool = True, memory: dict[str, str] | None = None,
+                  inputs: tuple[Any, ...] = ()) -> Iterator[None]:
+    """A stage's run: it stops with its parent, its outputs are separate paths that replace none of its
+    `inputs`, are writable (checked before the long work) and no other process writes them meanwhile
+    (see atomic.hold_outputs). Running out of memory names the keys that size the work where it ran out
+    (`memory`: code fragment -> keys, see memory_keys)."""
     from citypipe.atomic import hold_outputs
 
     die_with_parent()
-    with hold_outputs(*outputs, lock=lock):
+    with hold_outputs(*outputs, lock=lock, inputs=inputs):
         try:
             yield
         except (MemoryError, RuntimeError) as error:

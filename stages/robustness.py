@@ -41,7 +41,8 @@ def main(params_path: str, data_root: str, checkpoints: str, cache: str, metrics
     p = load_params(params_path, {"data.root": data_root})
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     paths = RobustnessPaths(Path(cache), Path(checkpoints), Path(metrics), Path(curves), Path(corruptions))
-    with stage_outputs(metrics, corruptions, curves, memory={"": "inference.size or inference.batch_size"}):
+    with stage_outputs(metrics, corruptions, curves, memory={"": "inference.size or inference.batch_size"},
+                       inputs=(params_path, data_root, checkpoints, cache)):
         scores = robustness_checkpoint(p.data, p.inference, p.robustness, p.device, paths)
     click.echo(f"robustness: clean mIoU {scores['miou_clean']:.4f}, corrupted {scores['miou_corrupted']:.4f} "
                f"(ratio {scores['ratio']:.3f}) over {scores['num_sets']} sets of {scores['num_frames']} frames")

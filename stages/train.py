@@ -50,7 +50,9 @@ def main(params_path, cache, class_weights, sample_weights, checkpoints, live_di
     paths = TrainPaths(Path(cache), Path(class_weights), Path(sample_weights), Path(checkpoints), Path(live_dir), Path(log_path))
     memory = {"citypipe/prediction/": "train.val_size or train.val_batch_size (validation)",
               "": "train.crop_size or train.batch_size"}
-    with stage_outputs(checkpoints, live_dir, log_path, lock=os.environ.get("RANK", "0") == "0", memory=memory):  # rank 0 writes
+    with stage_outputs(checkpoints, live_dir, log_path, lock=os.environ.get("RANK", "0") == "0", memory=memory,  # rank 0 writes
+                       inputs=(params_path, p.data.root, cache, class_weights, sample_weights,
+                               *([p.model.weights_file] if p.model.weights_file else []))):
         state = run_training(p.data, p.model, p.train, p.device, paths)
     click.echo(f"train: {state.epoch} epochs, best val mIoU {state.best_miou:.4f} (epoch {state.best_epoch})")
 
