@@ -333,11 +333,36 @@ def _output_lock(target: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _same_or_inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_separate(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """Stop before any work when two outputs are one path or one lies inside the other (the second write
+    would replace the first, or append a log to a checkpoint), or when an output is an input or a folder
+    holding one: an output folder is replaced whole, so `--cache data/citysynth` would delete the dataset.
+    Paths are compared with links resolved."""
+    named = [(Path(output), Path(os.path.realpath(output))) for output in outputs]
+    for index, (name, path) in enumerate(named):
+        for other_name, other in named[:index]:
+            if _same_or_inside(path, other) or _same_or_inside(other, path):
+                relation = "is the same path as" if path == other else "overlaps"
+                raise CitypipeError(f"{name}: {relation} the output {other_name}; give each output its own path")
+    for source in inputs:
+        real = Path(os.path.realpath(source))
+        for name, path in named:
+            if _same_or_inside(real, path):
+                what = "is the input" if real == path else "is a folder holding the input"
+                raise CitypipeError(f"{name}: {what} {source}; an output replaces what is there (choose another output)")
+
+
 @contextlib.contextmanager
-def hold_outputs(*outputs: str | os.PathLike, lock: bool = True) -> Iterator[None]:
-    """A stage's claim on its outputs for its whole run: each must be writable (checked now, before the
-    long work) and, with `lock`, no other process may hold it (a second trainer in the same folders
-    fails at once instead of writing every DVCLive row twice)."""
+def hold_outputs(*outputs: str | os.PathLike, lock: bool = True, inputs: Iterable[str | os.PathLike] = ()) -> Iterator[None]:
+    """A stage's claim on its outputs for its whole run: they must be separate paths that replace none of
+    `inputs` (check_separate), each must be writable (checked now, before the long work) and, with
+    `lock`, no other process may hold it (a second trainer in the same folders fails at once instead of
+    writing every DVCLive row twice)."""
+    check_separate(outputs, inputs)
     with contextlib.ExitStack() as held:
         for output in outputs:
             target = Path(output)

@@ -9,9 +9,9 @@ import click
 
 from citypipe.command_line import params_option, reports_errors
 from citypipe.errors import CitypipeError, first_line
-from citypipe.params import Params, check_plain_name
+from citypipe.params import MAX_SCALE, MAX_SIDE, SEED_MAX, Params, check_plain_name
 
-POSITIVE = click.IntRange(min=1)
+SIDE = click.IntRange(min=1, max=MAX_SIDE)  # beyond it torch's size arithmetic overflows (a traceback, not an error)
 
 
 class OneLineErrors(click.Group):
@@ -44,6 +44,8 @@ def _scales(ctx, param, values: tuple[str, ...]) -> tuple[float, ...] | None:
         raise click.BadParameter(f"{','.join(values)!r} is not a list of numbers like 0.75,1.0,1.25") from None
     if any(not s > 0 for s in scales):
         raise click.BadParameter(f"{','.join(values)!r}: scales must be positive")
+    if any(s > MAX_SCALE for s in scales):
+        raise click.BadParameter(f"{','.join(values)!r}: scales must be at most {MAX_SCALE:g}")
     return scales or None
 
 
@@ -86,12 +88,12 @@ def infer_params(params_path: str, device_type: str | None, optional: bool) -> P
 @click.option("--output", required=True, type=click.Path(path_type=Path),
               help="Overlay PNG for one image; a folder (mirroring the input's sub-folders) for a folder or a split.")
 @click.option("--mode", type=click.Choice(["whole", "slide"]), default=None, help="Default: whole.")
-@click.option("--size", type=(POSITIVE, POSITIVE), default=None,
+@click.option("--size", type=(SIDE, SIDE), default=None,
               help="Network input size H W in whole mode (default: the size the checkpoint was validated at; "
                    "with --onnx the model's input_size).")
-@click.option("--crop-size", type=(POSITIVE, POSITIVE), default=None,
+@click.option("--crop-size", type=(SIDE, SIDE), default=None,
               help="Slide window H W at the image's resolution (default: the model's train.crop_size).")
-@click.option("--stride", type=(POSITIVE, POSITIVE), default=None, help="Slide stride H W (default: 2/3 of the window).")
+@click.option("--stride", type=(SIDE, SIDE), default=None, help="Slide stride H W (default: 2/3 of the window).")
 @click.option("--flip/--no-flip", default=None, help="Average with the horizontally flipped image (default: no).")
 @click.option("--scales", multiple=True, callback=_scales, help="Multi-scale averaging, e.g. 0.75,1.0,1.25 (default: 1.0).")
 @click.option("--amp", is_flag=True,
@@ -160,7 +162,8 @@ def infer(image, split, data_root, params_path, checkpoint, onnx_path, output, m
               help="evaluate's per-image counts, read at each experiment's revision for the paired bootstrap.")
 @click.option("--resamples", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Paired bootstrap resamples of the frames.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the paired bootstrap's draws.")
+@click.option("--seed", type=click.IntRange(0, SEED_MAX), default=0, show_default=True,
+              help="Seed of the paired bootstrap's draws.")
 @reports_errors
 def compare(baseline: str | None, markdown: bool, top_classes: int, all_branches: bool, repo: Path,
             eval_file: str, classes_file: str, counts_file: str, resamples: int, seed: int) -> None:
@@ -168,15 +171,31 @@ def compare(baseline: str | None, markdown: bool, top_classes: int, all_branches
     mIoU / pixel accuracy / iIoU / boundary mIoU with the change from the baseline, the classes that moved
     most, each experiment's paired bootstrap change on the same frames (per-class with --md), and the
     spread of experiments that differ only in train.seed."""
-    from citypipe.compare import collect_experiments, read_class_metrics, read_per_image_counts, report
+    from citypipe.compare import (
+        check_project_path,
+        collect_experiments,
+        read_class_metrics,
+        read_per_image_counts,
+        report,
+    )
 
+    source = click.get_current_context().get_parameter_source
+    given = {name: option if source(name) != DEFAULT else None
+             for name, option in (("classes_file", "--class-metrics"), ("counts_file", "--per-image-counts"))}
+    check_project_path("--class-metrics", classes_file)
+    check_project_path("--per-image-counts", counts_file)
     experiments, head, revs = collect_experiments(repo, all_branches, eval_file)
     if not experiments:
         raise CitypipeError(f"{repo}: no experiments with metrics (run `dvc exp run` first)")
-    for name, tables in read_class_metrics(repo, revs, classes_file).items():
+    for name, tables in read_class_metrics(repo, revs, classes_file, given["classes_file"]).items():
         experiments[name][1].update({key: value for key, value in tables.items() if key not in experiments[name][1]})
-    counts = read_per_image_counts(repo, revs, counts_file)
-    click.echo(report(experiments, baseline or head, top_classes, markdown, counts, resamples, seed), nl=False)
+    counts = read_per_image_counts(repo, revs, counts_file, given["counts_file"])
+    try:
+        text = report(experiments, baseline or head, top_classes, markdown, counts, resamples, seed)
+    except MemoryError:  # the paired bootstrap draws (resamples x frames) at once: not a matter of image sizes
+        raise CitypipeError(f"--resamples {resamples}: out of memory drawing the paired bootstrap's resamples; "
+                            "use fewer") from None
+    click.echo(text, nl=False)
 
 
 def profile_path(params_file: Path, name: str) -> Path:
@@ -189,7 +208,7 @@ def profile_path(params_file: Path, name: str) -> Path:
     for folder in folders:
         if (folder / f"{name}.yaml").is_file():
             return folder / f"{name}.yaml"
-    known = sorted({p.stem for folder in folders for p in folder.glob("*.yaml")})
+    known = sorted({p.stem for folder in folders for p in folder.glob("*.yaml") if p.is_file()})
     raise CitypipeError(f"{name}: no such profile (known: {', '.join(known) or 'none'}) "
                         f"in {' or '.join(str(f) for f in dict.fromkeys(folders))}")
 

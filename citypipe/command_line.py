@@ -94,16 +94,17 @@ def is_main_process() -> bool:
 
 
 @contextlib.contextmanager
-def stage_outputs(*outputs: Any, memory: dict[str, str] | None = None) -> Iterator[None]:
-    """A stage's run: it stops with its parent, its outputs are writable (checked before the long work)
-    and no other process writes them meanwhile (see atomic.hold_outputs). Running out of memory names
-    the keys that size the work where it ran out (`memory`: code fragment -> keys, see memory_keys).
-    Under torchrun (device.processes > 1) only rank 0 writes, so only rank 0 claims the outputs: the
-    other ranks never touch them (no probe, no lock file)."""
+def stage_outputs(*outputs: Any, lock: bool = True, memory: dict[str, str] | None = None,
+                  inputs: tuple[Any, ...] = ()) -> Iterator[None]:
+    """A stage's run: it stops with its parent, its outputs are separate paths that replace none of its
+    `inputs`, are writable (checked before the long work) and no other process writes them meanwhile
+    (see atomic.hold_outputs). Running out of memory names the keys that size the work where it ran out
+    (`memory`: code fragment -> keys, see memory_keys). Under torchrun (device.processes > 1) only rank 0
+    writes, so only rank 0 claims the outputs: the other ranks never touch them (no probe, no lock file)."""
     from citypipe.atomic import hold_outputs
 
     die_with_parent()
-    with hold_outputs(*(outputs if is_main_process() else ())):
+    with hold_outputs(*(outputs if is_main_process() else ()), lock=lock, inputs=inputs):
         try:
             yield
         except (MemoryError, RuntimeError) as error:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from citypipe.errors import CitypipeError
+from citypipe.errors import CitypipeError, first_line
 from citypipe.evaluation.counts_file import read_counts_array
 from citypipe.evaluation.paired import Change, paired_changes
 from citypipe.labels import class_names
@@ -304,11 +304,20 @@ def collect_experiments(repo: Path, all_branches: bool, eval_file: str = "metric
     return experiments, baseline, revs
 
 
+def check_project_path(option: str, path: str) -> None:
+    """A file read at each revision is named relative to the project: DVC reads a path outside it (absolute, or
+    climbing out with '..') as absent at every revision, which would silently drop its tables."""
+    parts = Path(path).parts
+    if not path.strip() or Path(path).is_absolute() or ".." in parts:
+        raise CitypipeError(f"{option} {path!r}: expected a file path inside the project, relative to --repo "
+                            "(like metrics/eval_classes.json)")
+
+
 def _read_at_revs(repo: Path, revs: dict[str, str], path: str) -> dict[str, bytes | None]:
     """{name: the bytes of `path` at that experiment's revision}, read through DVC (git-tracked or in the DVC
     cache alike; "workspace" reads the working tree); None where the revision has no such file."""
     import dvc.api  # slow to import: only when comparing
-    from dvc.exceptions import PathMissingError
+    from dvc.exceptions import DvcException, PathMissingError
 
     contents: dict[str, bytes | None] = {}
     for name, rev in revs.items():
@@ -317,26 +326,40 @@ def _read_at_revs(repo: Path, revs: dict[str, str], path: str) -> dict[str, byte
                 contents[name] = handle.read()
         except (FileNotFoundError, PathMissingError):
             contents[name] = None
+        except (DvcException, OSError) as error:  # a folder, an unreadable file, a broken cache
+            raise CitypipeError(f"{path}@{name}: cannot read ({first_line(error)})") from None
     return contents
 
 
-def read_per_image_counts(repo: Path, revs: dict[str, str], path: str) -> dict[str, np.ndarray | None]:
-    """{name: per_image_counts.npy of that experiment}; None where the revision has no such file."""
+def _read_somewhere(repo: Path, revs: dict[str, str], path: str, option: str | None) -> dict[str, bytes | None]:
+    """_read_at_revs; with `option` (the path was given on the command line, not the default), a path that no
+    revision has is an error naming it: a misspelt name would otherwise just leave its tables out."""
+    contents = _read_at_revs(repo, revs, path)
+    if option is not None and revs and all(data is None for data in contents.values()):
+        raise CitypipeError(f"{option} {path}: no such file at any revision compared ({', '.join(revs)})")
+    return contents
+
+
+def read_per_image_counts(repo: Path, revs: dict[str, str], path: str,
+                          option: str | None = None) -> dict[str, np.ndarray | None]:
+    """{name: per_image_counts.npy of that experiment}; None where the revision has no such file (see
+    _read_somewhere for `option`)."""
     counts: dict[str, np.ndarray | None] = {}
-    for name, data in _read_at_revs(repo, revs, path).items():
+    for name, data in _read_somewhere(repo, revs, path, option).items():
         try:
-            counts[name] = None if data is None else read_counts_array(data, f"{path}@{name}")
+            counts[name] = None if data is None else read_counts_array(data, f"{path}@{name}", len(class_names()))
         except ValueError as error:
             raise CitypipeError(str(error)) from None
     return counts
 
 
-def read_class_metrics(repo: Path, revs: dict[str, str], path: str) -> dict[str, dict[str, Any]]:
+def read_class_metrics(repo: Path, revs: dict[str, str], path: str,
+                       option: str | None = None) -> dict[str, dict[str, Any]]:
     """{name: evaluate's per-class tables (metrics/eval_classes.json) of that experiment}, {} where the revision
-    has none. They are a plain output, not a DVC metric (DVC's tables stay at the headline numbers), so they
-    are read at each revision rather than from `dvc exp show`."""
+    has none (see _read_somewhere for `option`). They are a plain output, not a DVC metric (DVC's tables stay
+    at the headline numbers), so they are read at each revision rather than from `dvc exp show`."""
     tables: dict[str, dict[str, Any]] = {}
-    for name, data in _read_at_revs(repo, revs, path).items():
+    for name, data in _read_somewhere(repo, revs, path, option).items():
         if data is None:
             tables[name] = {}
             continue
@@ -344,6 +367,8 @@ def read_class_metrics(repo: Path, revs: dict[str, str], path: str) -> dict[str,
             content = json.loads(data)
         except ValueError as error:
             raise CitypipeError(f"{path}@{name}: not JSON ({error})") from None
+        except RecursionError:
+            raise CitypipeError(f"{path}@{name}: JSON nested too deeply to be per-class tables") from None
         if not isinstance(content, dict):
             raise CitypipeError(f"{path}@{name}: expected a JSON object of per-class tables, got {type(content).__name__}")
         tables[name] = content

@@ -9,6 +9,7 @@ scale it has not seen unless asked, and a size far from the training scale gets 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,10 +60,17 @@ def corrupted(picture: np.ndarray, corruption: tuple[str, int] | None, seed: int
     return corrupt(picture, corruption[0], corruption[1], seed, frame_id)
 
 
-def image_files(image: Path) -> tuple[Path, list[Path]]:
-    """(the folder outputs mirror, the images): a folder is searched recursively (split/city/...)."""
+def _inside(path: Path, folder: Path) -> bool:
+    return Path(os.path.realpath(folder)) in Path(os.path.realpath(path)).parents
+
+
+def image_files(image: Path, output: Path | None = None) -> tuple[Path, list[Path]]:
+    """(the folder outputs mirror, the images): a folder is searched recursively (split/city/...), but not
+    the `output` folder inside it: the overlays of a first run are not images to segment on the next."""
     if image.is_dir():
-        files = sorted(p for p in image.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        skip = output if output is not None and _inside(output, image) else None
+        files = sorted(p for p in image.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                       and (skip is None or not _inside(p, skip)))
         if not files:
             raise CitypipeError(f"{image}: folder has no images ({', '.join(IMAGE_SUFFIXES)}), sub-folders included")
         return image, files
@@ -78,6 +86,18 @@ def output_files(output: Path, base: Path, source: Path, many: bool) -> dict[str
         return {kind: stem.with_name(f"{stem.name}_{kind}.png") for kind in ("overlay", "trainIds", "labelIds", "corrupted")}
     return {"overlay": output,
             **{kind: output.with_name(f"{output.stem}_{kind}.png") for kind in ("trainIds", "labelIds", "corrupted")}}
+
+
+def check_distinct(targets: dict[Path, dict[str, Path]]) -> None:
+    """Two images whose outputs would be one file (photo.png and photo.jpg both give photo_overlay.png): one
+    overlay would silently replace the other, so neither is written."""
+    written: dict[Path, Path] = {}
+    for source, paths in targets.items():
+        overlay = paths["overlay"]
+        if overlay in written:
+            raise CitypipeError(f"{written[overlay]} and {source}: both would be written to {overlay} (the same name "
+                                "but for the suffix); rename one, or segment them separately")
+        written[overlay] = source
 
 
 def check_output(output: Path, many: bool) -> None:
@@ -176,10 +196,12 @@ def infer_images(image: Path, output: Path, load_model: Callable[[], Model], opt
     """Segment `image` (a file, or a folder searched recursively) with the model `load_model` gives (called
     once the inputs and outputs are checked); write overlays (and masks) under `output`; returns the
     number of images."""
-    base, inputs = image_files(image)
     many = image.is_dir()
+    base, inputs = image_files(image, output if many else None)
     check_output(output, many)
-    refuse_overwriting(inputs, [path for source in inputs for kind, path in output_files(output, base, source, many).items()
+    targets = {source: output_files(output, base, source, many) for source in inputs}
+    check_distinct(targets)
+    refuse_overwriting(inputs, [path for source in inputs for kind, path in targets[source].items()
                                 if kind == "overlay" or kind.lower() == options.mask])
     model = load_model()
     warned = False

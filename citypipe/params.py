@@ -73,6 +73,26 @@ def _check_range(section: str, obj: Any, name: str, low: float, high: float) -> 
         _fail(f"{section}.{name}", f"a value in [{low}, {high}]", value)
 
 
+# Upper bounds that catch a typo (an extra zero or two) on load, before it fails deep inside a library:
+# 10**6 threads or DataLoader workers take the machine down before any error; a side or scale whose
+# product overflows fails inside torch with a traceback.
+MAX_PARALLEL = 1024  # threads or worker processes: more than any machine's cores
+MAX_SIDE = 1 << 16  # pixels of an image or network input side (Cityscapes: 2048); deploy/runtime.py's MAX_SIDE
+MAX_SCALE = 16.0  # test-time scales (multi-scale testing uses 0.5-2.0)
+
+
+def _check_parallel(section: str, obj: Any, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) > MAX_PARALLEL:
+            _fail(f"{section}.{name}", f"at most {MAX_PARALLEL} (more than any machine's cores)", getattr(obj, name))
+
+
+def _check_sides(section: str, obj: Any, *names: str) -> None:
+    for name in names:
+        if any(side > MAX_SIDE for side in getattr(obj, name)):
+            _fail(f"{section}.{name}", f"sides of at most {MAX_SIDE} pixels", list(getattr(obj, name)))
+
+
 SEED_MAX = 2 ** 63 - 1  # numpy's and torch's generators take seeds in [0, 2^63 - 1]
 
 
@@ -135,6 +155,7 @@ class DeviceParams(_Traced):
             _fail("device.processes", "a process count >= 1", self.processes)
         if self.num_threads < 0:
             _fail("device.num_threads", "a value >= 0", self.num_threads)
+        _check_parallel("device", self, "num_threads")
         if self.cpu_deterministic and self.num_threads == 0:
             _fail("device.num_threads", "a fixed thread count (the bits depend on it) when device.cpu_deterministic "
                   "is true", self.num_threads)
@@ -158,6 +179,9 @@ class SynthesizeParams(_Traced):
                         "test_images", "workers")
         if self.height < 64 or self.width < 64:
             _fail("synthesize.height/width", "at least 64 pixels", (self.height, self.width))
+        if max(self.height, self.width) > MAX_SIDE:
+            _fail("synthesize.height/width", f"at most {MAX_SIDE} pixels", (self.height, self.width))
+        _check_parallel("synthesize", self, "workers")
         _check_seed("synthesize.seed", self.seed)
         for split in ("train", "val", "test"):
             if not getattr(self, f"{split}_cities"):
@@ -175,6 +199,7 @@ class PrepareParams(_Traced):
 
     def __post_init__(self) -> None:
         _check_positive("prepare", self, "workers")
+        _check_parallel("prepare", self, "workers")
         if self.inverse_log_c <= 1.0:
             _fail("prepare.inverse_log_c", "a value > 1", self.inverse_log_c)
 
@@ -236,6 +261,8 @@ class TrainParams(_Traced):
                         "scale_range", "grad_accum_steps", "val_every", "backbone_lr_mult",
                         "head_lr_mult", "ohem_min_kept", "val_size", "val_batch_size")
         _check_seed("train.seed", self.seed)
+        _check_sides("train", self, "base_size", "crop_size", "val_size")
+        _check_parallel("train", self, "workers")
         for name in ("momentum", "weight_decay", "poly_power", "min_lr", "aux_weight", "warmup_iters", "workers"):
             if getattr(self, name) < 0:
                 _fail(f"train.{name}", "a value >= 0", getattr(self, name))
@@ -276,6 +303,10 @@ class InferenceParams(_Traced):
             _fail("inference.scales", "at least one scale", [])
         if self.workers < 0:
             _fail("inference.workers", "a value >= 0", self.workers)
+        _check_parallel("inference", self, "workers")
+        _check_sides("inference", self, "size", "crop_size", "stride")
+        if max(self.scales) > MAX_SCALE:
+            _fail("inference.scales", f"scales of at most {MAX_SCALE:g}", list(self.scales))
         if self.mode == "whole" and scale_to_zero(self.size, self.scales) is not None:
             _fail("inference.scales", f"scales that keep inference.size {list(self.size)} at least 1 pixel",
                   scale_to_zero(self.size, self.scales))
@@ -351,6 +382,7 @@ class RobustnessParams(_Traced):
         for name in ("frames", "workers"):
             if getattr(self, name) < 0:
                 _fail(f"robustness.{name}", "a value >= 0", getattr(self, name))
+        _check_parallel("robustness", self, "workers")
 
     def severities_of(self, corruption: str) -> tuple[int, ...]:
         noise, other = self.noise_severities, self.severities  # both read: the stage depends on both keys
@@ -489,6 +521,8 @@ def parse_yaml(text: str, name: str | Path) -> Any:
         return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as error:
         raise CitypipeError(f"{name}: not valid YAML ({_yaml_problem(error)})") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise CitypipeError(f"{name}: not valid YAML (collections nested too deeply)") from None
 
 
 def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
@@ -501,10 +535,12 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | No
     except (OSError, UnicodeDecodeError) as error:
         raise CitypipeError(f"{path}: cannot read ({first_line(error)}; expected the pipeline's params.yaml)") from None
     raw = parse_yaml(text, path)
+    if raw is None:
+        raise CitypipeError(f"{path}: the file is empty (expected the pipeline's params.yaml)")
     for dotted, value in (overrides or {}).items():
         section, key = dotted.split(".", 1)
         if not isinstance(raw, dict) or not isinstance(raw.get(section), dict):
-            raise CitypipeError(f"params: missing section {section}")
+            raise CitypipeError(f"{path}: params: missing section {section}")
         raw[section][key] = value
     try:
         params = params_from_dict(raw)

@@ -40,7 +40,7 @@ def _sections(document: Any, path: Path | str, what: str) -> dict[str, dict[str,
 def read_profile(path: Path) -> dict[str, dict[str, Any]]:
     """{section: {key: value}} from a profile file; a clear error for a missing or malformed one."""
     if not path.is_file():
-        known = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        known = sorted(p.stem for p in path.parent.glob("*.yaml") if p.is_file()) if path.parent.is_dir() else []
         raise CitypipeError(f"{path}: no such profile (known: {', '.join(known) or 'none'})")
     try:
         text = path.read_text()

@@ -46,7 +46,10 @@ def main(params_path: str, data_root: str, checkpoints: str, cache: str, metrics
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     paths = EvaluatePaths(Path(cache), Path(checkpoints), Path(metrics), Path(class_metrics), Path(plots),
                           Path(per_image))
-    with stage_outputs(metrics, class_metrics, per_image, plots, memory={"": "inference.size or inference.batch_size"}):
+    memory = {"citypipe/evaluation/bootstrap.py": "evaluate.bootstrap_resamples",  # draws (resamples x frames) at once
+              "": "inference.size or inference.batch_size"}
+    with stage_outputs(metrics, class_metrics, per_image, plots, memory=memory,
+                       inputs=(params_path, data_root, checkpoints, cache)):
         scores = evaluate_checkpoint(p.data, p.inference, p.evaluate, p.device, paths)
     if is_main_process():
         click.echo(f"evaluate: mIoU {scores['miou']:.4f} (95% CI {scores['miou_ci95_low']:.4f}-{scores['miou_ci95_high']:.4f})"

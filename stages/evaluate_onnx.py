@@ -36,7 +36,8 @@ def main(params_path, data_root, checkpoints, cache, fp32_model, int8_model, pyt
     p = load_params(params_path, {"data.root": data_root})
     paths = DeployedPaths(Path(cache), Path(checkpoints), {"fp32": Path(fp32_model), "int8": Path(int8_model)},
                           Path(pytorch_metrics), Path(metrics))
-    with stage_outputs(metrics, memory={"": "inference.size or inference.batch_size"}):
+    with stage_outputs(metrics, memory={"": "inference.size or inference.batch_size"},
+                       inputs=(params_path, data_root, checkpoints, cache, fp32_model, int8_model, pytorch_metrics)):
         scores = evaluate_deployed(p.data, p.inference, p.evaluate, p.device, paths)
     click.echo(f"evaluate-onnx: mIoU fp32 {scores['onnx_fp32_miou']:.4f}, int8 {scores['onnx_int8_miou']:.4f} "
                f"(PyTorch {scores['pytorch_miou']:.4f})")

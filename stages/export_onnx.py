@@ -33,7 +33,7 @@ def main(params_path: str, data_root: str, checkpoints: str, out_path: str, meta
     p = load_params(params_path, {"data.root": data_root})
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     checkpoint = checkpoint_file(Path(checkpoints), p.inference)
-    with stage_outputs(out_path, meta_path):
+    with stage_outputs(out_path, meta_path, inputs=(params_path, data_root, checkpoints)):
         report = export_checkpoint_onnx(p.data, p.deploy, p.inference.size, p.device.num_threads,
                                         ExportOnnxPaths(checkpoint, Path(out_path), Path(meta_path)))
     click.echo(f"export-onnx: {out_path} checked; on {report['frames']} val frames onnxruntime's logits are within "

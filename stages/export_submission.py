@@ -30,7 +30,8 @@ def main(params_path: str, data_root: str, checkpoints: str, out_dir: str, zip_p
 
     p = load_params(params_path, {"data.root": data_root})
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
-    with stage_outputs(out_dir, zip_path, memory={"": "inference.size or inference.batch_size"}):
+    with stage_outputs(out_dir, zip_path, memory={"": "inference.size or inference.batch_size"},
+                       inputs=(params_path, data_root, checkpoints)):
         count = export_submission(p.data, p.inference, p.export, p.device,
                                   ExportPaths(Path(checkpoints), Path(out_dir), Path(zip_path)))
     click.echo(f"export-submission: {count} labelIds PNGs in {out_dir}, validated; zip: {zip_path}")

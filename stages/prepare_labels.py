@@ -26,7 +26,7 @@ def main(params_path: str, data_root: str, cache: str, class_table: str, class_w
 
     params = load_params(params_path, {"data.root": data_root})
     p = params.prepare
-    with stage_outputs(cache, class_table, class_weights, sample_weights):
+    with stage_outputs(cache, class_table, class_weights, sample_weights, inputs=(params_path, params.data.root)):
         results = prepare_labels(params.data.root, cache, params.data.cities, p.workers, image_cache=p.image_cache)
         frame_ids, counts = results["train"]
         write_prepare_outputs(counts, frame_ids, p.class_weighting, p.inverse_log_c, p.sample_weighting,

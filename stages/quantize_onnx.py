@@ -21,7 +21,7 @@ def main(params_path: str, data_root: str, model_path: str, out_path: str) -> No
     from citypipe.params import load_params
 
     p = load_params(params_path, {"data.root": data_root})
-    with stage_outputs(out_path):
+    with stage_outputs(out_path, inputs=(params_path, data_root, model_path)):
         count = quantize_model(p.data, p.deploy, QuantizePaths(Path(model_path), Path(out_path)))
     click.echo(f"quantize-onnx: {out_path}, int8, calibrated on {count} training frames")
 

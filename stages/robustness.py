@@ -46,7 +46,8 @@ def main(params_path: str, data_root: str, checkpoints: str, cache: str, metrics
 
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     paths = RobustnessPaths(Path(cache), Path(checkpoints), Path(metrics), Path(curves), Path(corruptions))
-    with stage_outputs(metrics, corruptions, curves, memory={"": "inference.size or inference.batch_size"}):
+    with stage_outputs(metrics, corruptions, curves, memory={"": "inference.size or inference.batch_size"},
+                       inputs=(params_path, data_root, checkpoints, cache)):
         scores = robustness_checkpoint(p.data, p.inference, p.robustness, p.device, paths)
     if is_main_process():
         click.echo(f"robustness: clean mIoU {scores['miou_clean']:.4f}, corrupted {scores['miou_corrupted']:.4f} "

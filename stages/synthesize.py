@@ -17,7 +17,7 @@ def main(params_path: str, out_dir: str) -> None:
     from citypipe.synth.writer import synthesize
 
     p = load_params(params_path).synthesize
-    with stage_outputs(out_dir):
+    with stage_outputs(out_dir, inputs=(params_path,)):
         count = synthesize(out_dir, p.seed, p.height, p.width,
                            {"train": p.train_images, "val": p.val_images, "test": p.test_images},
                            {"train": p.train_cities, "val": p.val_cities, "test": p.test_cities}, p.workers)

@@ -53,7 +53,9 @@ def main(params_path, cache, class_weights, sample_weights, checkpoints, live_di
     paths = TrainPaths(Path(cache), Path(class_weights), Path(sample_weights), Path(checkpoints), Path(live_dir), Path(log_path))
     memory = {"citypipe/prediction/": "train.val_size or train.val_batch_size (validation)",
               "": "train.crop_size or train.batch_size"}
-    with stage_outputs(checkpoints, live_dir, log_path, memory=memory):
+    with stage_outputs(checkpoints, live_dir, log_path, memory=memory,  # under torchrun rank 0 alone claims them
+                       inputs=(params_path, p.data.root, cache, class_weights, sample_weights,
+                               *([p.model.weights_file] if p.model.weights_file else []))):
         state = run_training(p.data, p.model, p.train, p.device, paths)
     if is_main_process():
         click.echo(f"train: {state.epoch} epochs, best val mIoU {state.best_miou:.4f} (epoch {state.best_epoch})")

@@ -40,7 +40,8 @@ def main(params_path, data_root, checkpoints, cache, confusion, per_image, out_d
     pin_cpu_numerics(p.device)  # before any torch op: some settings are read once per process
     paths = VisualizePaths(Path(cache), Path(checkpoints), Path(confusion), Path(per_image), Path(out_dir),
                            Path(figures))
-    with stage_outputs(out_dir, figures, memory={"": "inference.size"}):
+    with stage_outputs(out_dir, figures, memory={"": "inference.size"},
+                       inputs=(params_path, data_root, checkpoints, cache, confusion, per_image)):
         count = visualize_checkpoint(p.data, p.inference, p.evaluate.split, p.visualize, p.device, paths)
     click.echo(f"visualize: {count} frames drawn in {out_dir}, figures in {figures}")
 

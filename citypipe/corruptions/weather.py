@@ -104,7 +104,8 @@ def plasma_fractal(size: int, decay: float, rng: np.random.Generator) -> np.ndar
         step //= 2
         wibble /= decay
     height -= height.min()
-    return height / height.max()
+    peak = height.max()
+    return height / peak if peak > 0 else height  # a 1-pixel map is flat: no fog pattern, not NaN
 
 
 def fog(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:

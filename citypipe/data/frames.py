@@ -26,7 +26,12 @@ def decoded(path: Path, what: str) -> Image.Image:
 
 
 def open_image(path: Path) -> Image.Image:
-    return to_rgb8(decoded(path, "image"))
+    image = decoded(path, "image")
+    if image.mode == "F" or (image.mode == "I" and np.asarray(image).min() < 0):
+        # a float or signed image (a TIFF under a .png name): no colour scale to read it by; as 8 bits it is black
+        raise CitypipeError(f"{path}: image of mode {image.mode} (floating-point or signed pixels); expected 8- or "
+                            "16-bit RGB or greyscale")
+    return to_rgb8(image)
 
 
 def to_rgb8(image: Image.Image) -> Image.Image:

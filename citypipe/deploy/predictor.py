@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from citypipe.deploy.runtime import DeployInference, OnnxSegmenter, sha256_file
+from citypipe.errors import CitypipeError
 from citypipe.params import InferenceParams
 from citypipe.runtime import Runtime
 
@@ -31,6 +32,9 @@ class OnnxPredictor:
     def from_files(cls, onnx_path: Path, checkpoint: Path | None, inference: DeployInference,
                    threads: int) -> OnnxPredictor:
         """The ONNX model, checked to be the export of `checkpoint` (its sha256) unless that is None."""
+        if checkpoint is not None and not Path(checkpoint).is_file():
+            raise CitypipeError(f"{checkpoint}: checkpoint not found (the ONNX models are checked against it; "
+                                "run the train stage first)")
         expected = sha256_file(checkpoint) if checkpoint is not None else None
         segmenter = OnnxSegmenter(onnx_path, threads, expected_checkpoint_sha256=expected)
         return cls(segmenter, inference, Runtime(torch.device("cpu"), None, False))

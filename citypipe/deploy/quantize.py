@@ -78,7 +78,10 @@ def quantize_int8(fp32: Path, out: Path, frames: list[np.ndarray], method: str, 
 def quantize_model(data: DataParams, deploy: DeployParams, paths: QuantizePaths) -> int:
     """The quantize-onnx stage: `deploy.calibration_frames` training frames, resized to the network's
     input size as whole-image prediction resizes them; returns the number of frames used."""
-    input_size = tuple(OnnxSegmenter(paths.onnx).metadata["input_size"])
+    metadata = OnnxSegmenter(paths.onnx).metadata
+    if "input_size" not in metadata:
+        raise CitypipeError(f"{paths.onnx}: its metadata records no input_size to calibrate at; rerun export-onnx")
+    input_size = tuple(metadata["input_size"])
     frames = [resize_image(frame, input_size) for frame in sample_frames(data, "train", deploy.calibration_frames)]
     quantize_int8(paths.onnx, paths.int8, frames, deploy.calibration_method, deploy.per_channel)
     return len(frames)

@@ -26,7 +26,8 @@ from PIL import Image
 from citypipe.deploy.resize import resize_bilinear
 from citypipe.errors import CitypipeError, first_line
 
-METADATA_KEY = "citypipe"  # the ONNX metadata_props entry that holds model.json's content
+METADATA_KEY = "citypipe"
+MAX_SIDE = 1 << 16  # params.MAX_SIDE: the largest image side a size may give (this module imports no citypipe.params)  # the ONNX metadata_props entry that holds model.json's content
 PAD_COLOR = (124, 116, 104)  # round(ImageNet mean * 255): the normalised zero that PyTorch pads with
 
 
@@ -51,6 +52,8 @@ def sha256_file(path: str | Path) -> str:
 
 
 def _open_session(path: Path, threads: int, providers: tuple[str, ...]) -> ort.InferenceSession:
+    if path.is_dir():
+        raise CitypipeError(f"{path}: is a folder; expected an ONNX model file (models/model.onnx or model_int8.onnx)")
     if not path.is_file():
         raise CitypipeError(f"{path}: ONNX model not found (run the export-onnx stage first)")
     options = ort.SessionOptions()
@@ -87,6 +90,40 @@ def resize_image(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(np.rint(resized), 0, 255).astype(np.uint8)
 
 
+def _is_size(value: object) -> bool:
+    """[H, W] of positive integers, as export-onnx writes input_size, base_size and crop_size."""
+    return (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in value))
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def metadata_problem(metadata: object) -> str | None:
+    """What is wrong with a model's metadata for the runtime and `citypipe infer --onnx` (the keys they read,
+    as export-onnx writes them), or None: a hand-edited or foreign model fails here in one line, not later
+    inside the prediction, or silently with settings it never had."""
+    if not isinstance(metadata, dict):
+        return f"expected a JSON object, got {type(metadata).__name__}"
+    names = metadata.get("class_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        return f"class_names: expected a list of class names, got {_short(names)}"
+    if "input_size" in metadata and not _is_size(metadata["input_size"]):
+        return f"input_size: expected [H, W] of integers in 1..{MAX_SIDE}, got {_short(metadata['input_size'])}"
+    train = metadata.get("train", {})
+    if not isinstance(train, dict):
+        return f"train: expected an object with base_size and crop_size, got {_short(train)}"
+    for key in ("base_size", "crop_size"):
+        if key in train and not _is_size(train[key]):
+            return f"train.{key}: expected [H, W] of integers in 1..{MAX_SIDE}, got {_short(train[key])}"
+    checkpoint = metadata.get("checkpoint", {})
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("sha256", ""), str):
+        return f"checkpoint: expected an object with the checkpoint's sha256, got {_short(checkpoint)}"
+    return None
+
+
 class OnnxSegmenter:
     """An exported model, ready to predict: logits of the graph, and every inference mode around it."""
 
@@ -96,6 +133,7 @@ class OnnxSegmenter:
         self.session = _open_session(self.path, threads, providers)
         self.metadata = self._read_metadata()
         self.num_classes = len(self.metadata["class_names"])
+        self._check_classes(self.session.get_outputs()[0].shape)
         if expected_checkpoint_sha256 is not None:
             self.check_checkpoint_sha256(expected_checkpoint_sha256)
 
@@ -104,13 +142,28 @@ class OnnxSegmenter:
         if raw is None:
             raise CitypipeError(f"{self.path}: no {METADATA_KEY!r} metadata (not exported by citypipe's export-onnx)")
         try:
-            return json.loads(raw)
-        except ValueError as error:
+            metadata = json.loads(raw)
+        except (ValueError, RecursionError) as error:
             raise CitypipeError(f"{self.path}: {METADATA_KEY!r} metadata is not JSON ({first_line(error)})") from None
+        problem = metadata_problem(metadata)
+        if problem is not None:
+            raise CitypipeError(f"{self.path}: {METADATA_KEY!r} metadata: {problem} (rerun export-onnx)")
+        return metadata
+
+    def _check_classes(self, shape: list) -> None:
+        """The graph's class axis (when known) must match the metadata's classes: more would give trainIds
+        without a name or colour, fewer would mislabel every class after them."""
+        classes = shape[1] if len(shape) == 4 else None
+        if isinstance(classes, int) and classes != self.num_classes:
+            raise CitypipeError(f"{self.path}: the graph outputs {classes} classes, its metadata names "
+                                f"{self.num_classes} (class_names); rerun export-onnx")
 
     def check_checkpoint_sha256(self, expected: str) -> None:
         """One line when this model was exported from another checkpoint than the one asked for."""
-        stored = self.metadata["checkpoint"]["sha256"]
+        stored = self.metadata.get("checkpoint", {}).get("sha256")
+        if not stored:
+            raise CitypipeError(f"{self.path}: its metadata records no checkpoint sha256, so it cannot be checked "
+                                "against the checkpoint to score; rerun export-onnx")
         if stored != expected:
             raise CitypipeError(f"{self.path}: exported from checkpoint sha256 {stored[:16]}..., not from the "
                                 f"checkpoint to score ({expected[:16]}...); rerun export-onnx")
@@ -129,10 +182,12 @@ class OnnxSegmenter:
         """(N, 3, H, W) uint8 -> (N, K, H, W) float32 logits: one run of the graph."""
         self._check_images(images)
         try:
-            return self.session.run(["logits"], {"image": np.ascontiguousarray(images)})[0]
+            logits = self.session.run(["logits"], {"image": np.ascontiguousarray(images)})[0]
         except Exception as error:
             raise CitypipeError(f"{self.path}: onnxruntime failed on images of shape {tuple(images.shape)} "
                                 f"({first_line(error)})") from None
+        self._check_classes(list(logits.shape))  # a graph whose class axis is symbolic
+        return logits
 
     def _forward(self, images: np.ndarray, flip: bool) -> np.ndarray:
         """(N, 3, h, w) uint8 -> (N, K, h, w): logits, or the flip-averaged softmax when flip."""

@@ -32,14 +32,18 @@ def counts_array(counts: AnalysisCounts) -> np.ndarray:
     return array
 
 
-def read_counts_array(data: bytes, source: str) -> np.ndarray:
-    """Bytes of per_image_counts.npy -> the structured array; ValueError naming `source` when it is not one."""
+def read_counts_array(data: bytes, source: str, classes: int | None = None) -> np.ndarray:
+    """Bytes of per_image_counts.npy -> the structured array; ValueError naming `source` when it is not one
+    (of `classes` classes, when given)."""
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
         raise ValueError(f"{source}: not a .npy file ({error})") from None
     if array.dtype.names is None or set(COUNTS_FIELDS) - set(array.dtype.names) or array.ndim != 1:
         raise ValueError(f"{source}: expected a structured array with fields {', '.join(COUNTS_FIELDS)}")
+    shapes = [array.dtype[field].shape for field in COUNTS_FIELDS[1:]]
+    if classes is not None and shapes != [(classes, classes), (classes,), (classes,)]:
+        raise ValueError(f"{source}: expected counts of {classes} classes, got confusion of shape {shapes[0]}")
     return array
 
 

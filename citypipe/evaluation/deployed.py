@@ -32,12 +32,18 @@ def evaluate_deployed(data: DataParams, inference: InferenceParams, evaluate_par
     samples = layout.find_samples(data.root, evaluate_params.split, data.cities)
     try:
         pytorch = json.loads(Path(paths.pytorch_metrics).read_text())
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:
         raise CitypipeError(f"{paths.pytorch_metrics}: cannot read evaluate's metrics ({error}); run evaluate first") from None
+    if not isinstance(pytorch, dict):
+        raise CitypipeError(f"{paths.pytorch_metrics}: expected evaluate's JSON object of metrics, got "
+                            f"{type(pytorch).__name__}; rerun evaluate")
     checkpoint = checkpoint_file(paths.checkpoints, inference)
     scores = {"pytorch_miou": pytorch.get("miou"), "pytorch_pixel_acc": pytorch.get("pixel_acc")}
-    for precision, model in paths.models.items():
-        predictor = OnnxPredictor.from_files(model, checkpoint, deploy_inference(inference), device.num_threads)
+    # every model loaded and checked against the checkpoint first: a missing or stale int8 model fails
+    # before the fp32 model's whole evaluation, not after it
+    predictors = {precision: OnnxPredictor.from_files(model, checkpoint, deploy_inference(inference), device.num_threads)
+                  for precision, model in paths.models.items()}
+    for precision, predictor in predictors.items():
         loader = frame_loader(samples, paths.cache, inference.batch_size, inference.workers, predictor.runtime)
         result = compute_scores(evaluate(predictor, loader))
         for key in ("miou", "pixel_acc"):

@@ -7,6 +7,8 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+from citypipe.atomic import io_error
+
 # vary run to run: the text log and progress bar only, never DVC. first_step_seconds: the epoch's first
 # step, the device waited for (with device.compile, epoch 1's holds the compiling); steady_images_per_second:
 # the steps after it, so whether compiling paid is read off one log line.
@@ -73,14 +75,13 @@ class TrainLog:
     def __init__(self, live_dir: Path, text_log: Path, history: list[dict] = (), header: str | None = None):
         from dvclive import Live  # imports DVC: only where training runs
 
-        self._live = Live(dir=str(live_dir), resume=False, report=None, save_dvc_exp=False, dvcyaml=None)
         self._text_log = Path(text_log)
-        self._text_log.parent.mkdir(parents=True, exist_ok=True)
-        with self._text_log.open("a") as log:  # appends: earlier runs' lines stay, each under its header
-            if header is None:
-                resumed = history[-1]["epoch"] if history else None
-                header = run_header("unknown", "unknown", "unknown", resumed, datetime.now(timezone.utc))
-            log.write(header + "\n")
+        if header is None:
+            resumed = history[-1]["epoch"] if history else None
+            header = run_header("unknown", "unknown", "unknown", resumed, datetime.now(timezone.utc))
+        # the log first: an unwritable log stops the run before DVCLive clears its folder, and in one line
+        self._append(header)
+        self._live = Live(dir=str(live_dir), resume=False, report=None, save_dvc_exp=False, dvcyaml=None)
         for row in history:
             self._log_live(row)
 
@@ -94,8 +95,16 @@ class TrainLog:
     def log_epoch(self, row: dict) -> None:
         """{"epoch": 3, "loss": ..., "lr": ..., "seconds": ..., "images_per_second": ..., ["val_miou": ...]}."""
         self._log_live(row)
-        with self._text_log.open("a") as log:
-            log.write(text_line(row) + "\n")
+        self._append(text_line(row))
+
+    def _append(self, line: str) -> None:
+        """Appends: earlier runs' lines stay, each under its header."""
+        try:
+            self._text_log.parent.mkdir(parents=True, exist_ok=True)
+            with self._text_log.open("a") as log:
+                log.write(line + "\n")
+        except OSError as error:
+            raise io_error(self._text_log, error, "cannot append to the train log") from None
 
     def finish(self, best_miou: float, best_epoch: int) -> None:
         """The run's summary: the last epoch's values plus the best validation mIoU and its epoch."""

@@ -9,6 +9,8 @@ from matplotlib.patches import Patch
 from citypipe.labels import IGNORE_INDEX, class_names, train_id_colors
 from citypipe.visualization.figures import plt, save_figure
 
+MAX_FIGURE_HEIGHT = 30.0  # inches of an overlay figure's image (10 wide): a tall image is drawn narrower instead
+
 
 def colorize(train_ids: np.ndarray) -> np.ndarray:
     """(H, W) trainIds -> (H, W, 3) uint8 official colours (255 -> black)."""
@@ -42,7 +44,8 @@ def overlay_figure(image: np.ndarray, train_ids: np.ndarray, alpha: float, title
     """The overlay at a readable size (10 inches wide, whatever the frame's pixels) with a legend of the
     predicted classes; `citypipe infer` writes the plain pixel-aligned `overlay` instead."""
     height, width = train_ids.shape
-    figure, axes = plt.subplots(figsize=(10, 10 * height / width + 0.8))
+    # a tall image would ask for a figure of thousands of inches (1x4000 pixels: 40000 in, 100+ GiB)
+    figure, axes = plt.subplots(figsize=(10, min(10 * height / width, MAX_FIGURE_HEIGHT) + 0.8))
     axes.imshow(overlay(image, train_ids, alpha), interpolation="nearest")
     axes.set_title(f"{title}: prediction over the image", fontsize=10)
     axes.axis("off")
