@@ -11,6 +11,7 @@ import re
 import signal
 import sys
 import traceback
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import click
@@ -27,6 +28,24 @@ def citypipe_message(error: CitypipeError) -> str:
         return text
     last = text.splitlines()[-1]
     return last.split(": ", 1)[1] if ": " in last else last
+
+
+def restore_hint(stage: str, root: str) -> str | None:
+    """For a stage that failed under `dvc repro` / `dvc exp run` (DVC sets DVC_STAGE and DVC_ROOT): DVC removed
+    the stage's outputs before running it, so say how to get the committed ones back: its git-tracked
+    outputs (`cache: false`) from git, the others from the DVC cache. None when dvc.yaml cannot be read."""
+    import yaml  # here: only a failed stage pays for it
+
+    name = stage.rsplit(":", 1)[-1]  # DVC_STAGE is 'train', or 'dvc.yaml:train' outside the root's dvc.yaml
+    try:
+        definition = yaml.safe_load((Path(root) / "dvc.yaml").read_text())["stages"][name]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    in_git = [path for kind in ("outs", "metrics", "plots") for entry in definition.get(kind) or []
+              if isinstance(entry, dict) for path, options in entry.items() if (options or {}).get("cache") is False]
+    git = f"git checkout HEAD -- {' '.join(in_git)} && " if in_git else ""
+    return (f"hint: DVC removed stage {name}'s outputs before running it; to get the committed ones back: "
+            f"{git}dvc checkout {name}")
 
 
 def _allocation(error: BaseException) -> str:
@@ -57,6 +76,10 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             from citypipe.atomic import io_error  # here: `citypipe --help` does not load numpy
 
             click.echo(f"error: {io_error(error.filename or '(no path given)', error, 'input/output error')}", err=True)
+        if os.environ.get("DVC_STAGE"):
+            hint = restore_hint(os.environ["DVC_STAGE"], os.environ.get("DVC_ROOT", "."))
+            if hint:
+                click.echo(hint, err=True)
         # objects of the failed run (DVCLive's git repository among them) freed now, not at interpreter
         # shutdown, where their finalizers print 'sys.meta_path is None' tracebacks
         gc.collect()
