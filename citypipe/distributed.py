@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -53,7 +54,7 @@ def init_distributed(device_type: str) -> DistInfo:
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
         # torch warns at exit about a group never destroyed; a failing rank's exit must not wait for the others
         atexit.register(lambda: dist.destroy_process_group() if dist.is_initialized() else None)
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return current()
 
 
 def current() -> DistInfo:
@@ -95,6 +96,12 @@ def gather_in_rank_order(value: Any, info: DistInfo) -> list[Any]:
     gathered: list[Any] = [None] * info.world_size
     dist.all_gather_object(gathered, value)
     return gathered
+
+
+def gather_rows(rows: list[torch.Tensor], shape: tuple[int, ...], dtype: type, info: DistInfo) -> np.ndarray:
+    """Every rank's per-frame rows (tensors of `shape`), stacked in rank order, on the CPU: (total rows, *shape)."""
+    mine = torch.stack(rows).cpu().numpy() if rows else np.zeros((0, *shape), dtype=dtype)
+    return np.concatenate(gather_in_rank_order(mine, info))
 
 
 def broadcast_buffers(model: nn.Module, info: DistInfo) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from citypipe.distributed import current, gather_in_rank_order
+from citypipe.distributed import current, gather_in_rank_order, gather_rows
 from citypipe.evaluation.boundary import (
     band_levels,
     boundary_distance,
@@ -116,11 +116,9 @@ class FrameAnalysis:
             return
         for tensor in (self.trimap, self.instances.total, self.instances.found):
             dist.all_reduce(tensor)
-        mine = (torch.stack(self._per_image).cpu().numpy() if self._per_image
-                else np.zeros((0, self.k, self.k + 2), dtype=np.int64))
-        parts = gather_in_rank_order((self.frame_ids, mine), info)
-        self.frame_ids = [frame_id for ids, _ in parts for frame_id in ids]
-        self._per_image = [torch.from_numpy(row).to(self.device) for _, rows in parts for row in rows]
+        rows = gather_rows(self._per_image, (self.k, self.k + 2), np.int64, info)
+        self.frame_ids = [frame_id for ids in gather_in_rank_order(self.frame_ids, info) for frame_id in ids]
+        self._per_image = [torch.from_numpy(row).to(self.device) for row in rows]
 
     def result(self) -> AnalysisCounts:
         k = self.k

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from citypipe.distributed import DistInfo, current, gather_in_rank_order
+from citypipe.distributed import current, gather_rows
 from citypipe.labels import (
     IGNORE_INDEX,
     NUM_CLASSES,
@@ -150,19 +150,13 @@ class ConfusionMatrix:
         if info.world_size <= 1:
             return
         dist.all_reduce(self.mat)
-        rows = _gather_rows(self._instance_rows, 2 * self.n + 2 * len(INSTANCE_CATEGORIES), np.float64, info)
+        rows = gather_rows(self._instance_rows, (2 * self.n + 2 * len(INSTANCE_CATEGORIES),), np.float64, info)
         self._instance_rows = [torch.from_numpy(row).to(self.device) for row in rows]
         for tensor in (self.inst_tp, self.inst_fn, self.cat_tp, self.cat_fn):
             tensor.zero_()
         for row in self._instance_rows:  # the same additions, in the same order, as one process makes
             self._add_instance_row(row)
         if self.per_update is not None:
-            matrices = _gather_rows(self.per_update, (self.n, self.n), np.int64, info)
+            matrices = gather_rows(self.per_update, (self.n, self.n), np.int64, info)
             self.per_update = [torch.from_numpy(m).to(self.device) for m in matrices]
 
-
-def _gather_rows(rows: list[torch.Tensor], shape: int | tuple[int, ...], dtype: type, info: DistInfo) -> np.ndarray:
-    """Every rank's rows (equal shapes), concatenated in rank order, on the CPU."""
-    shape = (shape,) if isinstance(shape, int) else shape
-    mine = torch.stack(rows).cpu().numpy() if rows else np.zeros((0, *shape), dtype=dtype)
-    return np.concatenate(gather_in_rank_order(mine, info))
