@@ -159,4 +159,3 @@ class ConfusionMatrix:
         if self.per_update is not None:
             matrices = gather_rows(self.per_update, (self.n, self.n), np.int64, info)
             self.per_update = [torch.from_numpy(m).to(self.device) for m in matrices]
-
